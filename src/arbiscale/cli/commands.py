@@ -1,0 +1,5 @@
+"""The list of sub-commands: each entry adds one parser and sets `run` on its namespace."""
+
+from __future__ import annotations
+
+REGISTRY: list = []

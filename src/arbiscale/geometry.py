@@ -1,0 +1,53 @@
+"""Coordinates, cells and output sizes: the conventions every other module shares.
+
+Pixel centres live in [-1, 1], rows first: a coordinate is (y, x) and a size is (H, W).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def pixel_centres(length: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Centres of `length` equal cells covering [-1, 1]."""
+    half_cell = 1.0 / length
+    return torch.linspace(-1 + half_cell, 1 - half_cell, length, device=device, dtype=dtype)
+
+
+def coord_grid(size: tuple[int, int], device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(H*W, 2) pixel-centre coordinates (y, x) of an H x W image, row-major."""
+    height, width = size
+    ys = pixel_centres(height, device, dtype)
+    xs = pixel_centres(width, device, dtype)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def cell_size(size: tuple[int, int], device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(2,) extent (dy, dx) of one output pixel in [-1, 1] coordinates."""
+    height, width = size
+    return torch.tensor([2.0 / height, 2.0 / width], device=device, dtype=dtype)
+
+
+def scaled_size(size: tuple[int, int], scale: float | tuple[float, float]) -> tuple[int, int]:
+    """Output (H, W) for an input size and a scale (one factor, or one per axis); rounds to nearest."""
+    scale_h, scale_w = (scale, scale) if isinstance(scale, (int, float)) else scale
+    for factor in (scale_h, scale_w):
+        if not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"scale must be a positive finite number, got {factor}")
+    return max(1, round(size[0] * scale_h)), max(1, round(size[1] * scale_w))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'384x256' -> (384, 256), read as HxW; a single number means a square."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"size {text!r} is not HxW with whole numbers, e.g. 384x256") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"size {text!r} must be HxW with two positive whole numbers, e.g. 384x256")
+    return values[0], values[1]

@@ -91,3 +91,10 @@ def test_every_preset_builds_with_its_downsample_factor(name):
 def test_unknown_preset_lists_known_ones():
     with pytest.raises(UserError, match="tiny"):
         get_preset("huge")
+
+
+def test_mlp_only_ablation_renders_the_latent_directly():
+    model = ImplicitAutoencoder(**{**get_preset("tiny").autoencoder, "use_feature_decoder": False})
+    assert not any(name.startswith("feature_decoder.") for name, _ in model.named_parameters())
+    with torch.no_grad():
+        assert model.decode(torch.randn(1, 3, 4, 4), (9, 7)).shape == (1, 3, 9, 7)

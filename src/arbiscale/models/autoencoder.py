@@ -69,6 +69,7 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         local_ensemble: bool = True,
         feature_unfold: bool = False,
         cell_decode: bool = True,
+        use_feature_decoder: bool = True,
     ) -> None:
         super().__init__()
         block_channels = [base_channels * m for m in channel_mult]
@@ -84,10 +85,14 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         )
         moments = 2 * latent_channels if gaussian_posterior else latent_channels
         self.quant_conv = nn.Conv2d(moments, moments, 1)
-        self.feature_decoder = LatentFeatureDecoder(latent_channels, block_channels, num_res_blocks, norm_groups, mid_attention)
-        self.head = ImplicitHead(
-            block_channels[0], tuple(head_hidden), image_channels, local_ensemble, feature_unfold, cell_decode
+        # use_feature_decoder=False is the paper's "MLP only" ablation: the head reads the latent itself.
+        self.feature_decoder = (
+            LatentFeatureDecoder(latent_channels, block_channels, num_res_blocks, norm_groups, mid_attention)
+            if use_feature_decoder
+            else nn.Identity()
         )
+        head_channels = block_channels[0] if use_feature_decoder else latent_channels
+        self.head = ImplicitHead(head_channels, tuple(head_hidden), image_channels, local_ensemble, feature_unfold, cell_decode)
 
     @property
     def downsample_factor(self) -> int:

@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-REGISTRY: list = []
+from . import generate, train, upscale
+
+REGISTRY: list = [upscale.register, generate.register, train.register]

@@ -3,5 +3,14 @@
 from .autoencoder import ImplicitAutoencoder, LatentFeatureDecoder
 from .implicit_head import ImplicitHead, neighbour_weights
 from .loading import load_component
+from .unet import LatentDenoiser, measure_latent_scale
 
-__all__ = ["ImplicitAutoencoder", "ImplicitHead", "LatentFeatureDecoder", "load_component", "neighbour_weights"]
+__all__ = [
+    "ImplicitAutoencoder",
+    "ImplicitHead",
+    "LatentDenoiser",
+    "LatentFeatureDecoder",
+    "load_component",
+    "measure_latent_scale",
+    "neighbour_weights",
+]

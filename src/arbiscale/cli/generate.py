@@ -1,0 +1,72 @@
+"""`arbiscale generate -o DIR --size HxW [--size HxW ...] --num N --seed S`: new images at any sizes.
+
+Image i is sampled with seed S + i and rendered at every --size from its one latent, written as
+`seed<S+i>_<H>x<W>.png`, so one seed always names (and reproduces) the same picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.images import IMAGE_EXTENSIONS, save_image
+from ..errors import UserError
+from ..pipelines.generate import GenerationPipeline
+from .inference_options import (
+    add_inference_options,
+    check_side_limit,
+    device_and_dtype,
+    generators,
+    load_pipeline,
+    max_side,
+    parse_seed,
+    positive_int,
+    sampling_settings,
+    size_option,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="generate images, each rendered at one or more sizes", description=__doc__)
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--size", action="append", default=[], metavar="HxW", help="output size HxW; repeat to render each image at several sizes")
+    parser.add_argument("--num", default="1", metavar="N", help="number of images (default 1)")
+    parser.add_argument("--batch-size", default="4", metavar="B", help="images sampled together (default 4); does not change the images")
+    parser.add_argument("--latent-size", metavar="hxw", help="latent size hxw to sample (default: the model's training latent size)")
+    add_inference_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.size:
+        raise UserError("give at least one --size HxW, e.g. --size 384x256")
+    sizes = list(dict.fromkeys(size_option(text, "--size") for text in args.size))
+    limit = max_side(args)
+    for size in sizes:
+        check_side_limit(size, limit)
+    num = positive_int(args.num, "--num")
+    batch_size = positive_int(args.batch_size, "--batch-size")
+    latent_size = size_option(args.latent_size, "--latent-size") if args.latent_size is not None else None
+    seed = parse_seed(args)
+    settings = sampling_settings(args)
+    _, dtype = device_and_dtype(args)
+    folder = Path(args.output)
+    if folder.suffix.lower() in IMAGE_EXTENSIONS:
+        raise UserError(f"-o {folder} looks like a file name: generate writes a folder of images, give a folder")
+    names = [[folder / f"seed{seed + i}_{h}x{w}.png" for h, w in sizes] for i in range(num)]
+    existing = [path for paths in names for path in paths if path.exists()]
+    if existing and not args.overwrite:
+        raise UserError(f"{existing[0]} already exists: pass --overwrite to replace, or choose another -o or --seed")
+    pipe = load_pipeline(GenerationPipeline, args, "gen")
+    for start in range(0, num, batch_size):
+        count = min(batch_size, num - start)
+        result = pipe(
+            sizes, num_images=count, latent_size=latent_size, generator=generators(seed + start, count),
+            autocast_dtype=dtype, **settings,
+        )
+        for index, images in enumerate(result.images):
+            for offset, image in enumerate(images):
+                path = names[start + offset][index]
+                save_image(image, path, overwrite=args.overwrite)
+                print(path)
+    return 0

@@ -1,0 +1,133 @@
+"""Options and checks shared by `arbiscale upscale` and `arbiscale generate`.
+
+Values are parsed here rather than by argparse so that a bad one is a one-line UserError that
+names its option, like every other user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..geometry import parse_size
+from ..pipelines.base import LatentImplicitPipeline
+from ..sampling.schedulers import SAMPLERS
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_MAX_SIDE = 20000
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """Model, sampler, seed, device and precision options."""
+    parser.add_argument("--model", metavar="DIR", help="saved model folder (default: the bundled model, if installed)")
+    parser.add_argument("--steps", metavar="N", default="50", help="sampling steps (default 50; the paper: 200 with ddim, eta 1)")
+    parser.add_argument("--sampler", metavar="NAME", default="ddim", help=f"one of {', '.join(SAMPLERS)} (default ddim)")
+    parser.add_argument("--eta", metavar="F", help="DDIM noise scale in [0, 1] (default 1, the paper's setting); ddim only")
+    parser.add_argument("--seed", metavar="S", default="0", help="random seed; output k uses seed + k (default 0)")
+    parser.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default auto: cuda if available)")
+    parser.add_argument("--dtype", metavar="TYPE", default="fp32", help="fp32, bf16 or fp16 network precision (default fp32)")
+    parser.add_argument("--max-side", metavar="PX", default=str(DEFAULT_MAX_SIDE), help=f"largest output side in pixels (default {DEFAULT_MAX_SIDE})")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def positive_int(text: str, option: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} 4") from None
+    if value < 1:
+        raise UserError(f"{option} must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{option} {text!r} is not a number: give e.g. {option} 3.7") from None
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{option} must be a positive finite number, got {text}")
+    return value
+
+
+def size_option(text: str, option: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise UserError(f"{option}: {error}") from None
+
+
+def sampling_settings(args: argparse.Namespace) -> dict:
+    """Pipeline keyword arguments for the sampler options."""
+    if args.sampler not in SAMPLERS:
+        raise UserError(f"--sampler {args.sampler!r} is unknown: choose one of {', '.join(SAMPLERS)}")
+    settings = dict(num_inference_steps=positive_int(args.steps, "--steps"), sampler=args.sampler, eta=None)
+    if args.eta is not None:
+        if args.sampler != "ddim":
+            raise UserError(f"--eta only applies to --sampler ddim, not {args.sampler}: drop --eta")
+        try:
+            eta = float(args.eta)
+        except ValueError:
+            raise UserError(f"--eta {args.eta!r} is not a number: give a value in [0, 1]") from None
+        if not 0.0 <= eta <= 1.0:
+            raise UserError(f"--eta must be in [0, 1], got {args.eta}")
+        settings["eta"] = eta
+    return settings
+
+
+def parse_seed(args: argparse.Namespace) -> int:
+    try:
+        seed = int(args.seed)
+    except ValueError:
+        raise UserError(f"--seed {args.seed!r} is not a whole number: give e.g. --seed 0") from None
+    if seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {seed}")
+    return seed
+
+
+def generators(seed: int, count: int) -> list[torch.Generator]:
+    """One CPU generator per output (seed + k): an output's noise does not depend on the batch or device."""
+    return [torch.Generator().manual_seed(seed + k) for k in range(count)]
+
+
+def device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtype | None]:
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {args.device!r} is unknown: choose cpu, cuda or auto")
+    if args.dtype not in DTYPES:
+        raise UserError(f"--dtype {args.dtype!r} is unknown: choose one of {', '.join(DTYPES)}")
+    cuda = torch.cuda.is_available()
+    if args.device == "cuda" and not cuda:
+        raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and cuda) else "cpu")
+    if args.dtype == "fp16" and device.type == "cpu":
+        raise UserError("--dtype fp16 needs a GPU: use --dtype bf16 or fp32 on the CPU")
+    return device, DTYPES[args.dtype]
+
+
+def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.Namespace, bundled_name: str) -> LatentImplicitPipeline:
+    """The pipeline from --model, or the model bundled in the package at arbiscale/weights/<name>."""
+    device, _ = device_and_dtype(args)
+    if args.model is not None:
+        folder = Path(args.model)
+    else:
+        folder = Path(str(resources.files("arbiscale") / "weights" / bundled_name))
+        if not (folder / "model_index.json").is_file():
+            raise UserError(f"no default model is installed (expected arbiscale/weights/{bundled_name}): pass --model DIR with a saved model")
+    pipe = pipeline_class.from_pretrained(folder).to(device)
+    pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
+    return pipe
+
+
+def max_side(args: argparse.Namespace) -> int:
+    return positive_int(args.max_side, "--max-side")
+
+
+def check_side_limit(size: tuple[int, int], limit: int) -> None:
+    if max(size) > limit:
+        raise UserError(f"output {size[0]}x{size[1]} is over --max-side {limit}: ask for a smaller output or raise --max-side")

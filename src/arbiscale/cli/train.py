@@ -1,0 +1,148 @@
+"""`arbiscale train STAGE ...`: one sub-command per training stage, all on the shared training loop.
+
+Adding a stage (e.g. `train ldm`): write `cli/train_<stage>.py` with `register(stages)` that calls
+`stages.add_parser(...)`, adds `add_run_options(parser, ...)` (and `add_data_options` if it reads
+photos), builds its settings with `settings_from_args`, and sets `run`; then add one line to
+`STAGES` below.
+
+Several processes (DDP): `accelerate launch --multi_gpu --num_processes N -m arbiscale.cli.main train ...`;
+on a machine without GPUs, prefix `ACCELERATE_USE_CPU=1` (gloo). `accelerate launch --cpu` starts only
+one process unless MPI is set up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from accelerate.state import PartialState
+from accelerate.utils import set_seed
+
+from ..errors import UserError
+from ..presets import PRESETS, Preset, get_preset
+
+if TYPE_CHECKING:
+    from ..training.loop import TrainSettings
+
+# (module, function) registering one `train` sub-command; imported lazily so stages may import this module.
+STAGES: list[tuple[str, str]] = [
+    ("arbiscale.cli.train", "register_autoencoder"),
+    ("arbiscale.cli.train_diffusion", "register_ldm"),
+    ("arbiscale.cli.train_diffusion", "register_align"),
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train one stage of the model", description="Train one stage of the model; each stage is a sub-command.")
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for module, function in STAGES:
+        getattr(importlib.import_module(module), function)(stages)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="folder of training images (searched recursively)")
+    parser.add_argument("--val-data", type=Path, help="folder of validation images (default: a few crops of the training images)")
+    parser.add_argument("--split", type=Path, help="text file listing the training images to use, relative to --data, one a line")
+
+
+def add_run_options(parser: argparse.ArgumentParser, default_steps: int) -> None:
+    """Options every stage shares: preset, run folder, optimisation, logging, checkpoints, resume."""
+    parser.add_argument("--preset", required=True, help=f"model configuration: {', '.join(PRESETS)}")
+    parser.add_argument("--out", required=True, type=Path, help="run folder: metrics.jsonl, checkpoints/, and the final model/")
+    parser.add_argument("--steps", type=int, default=default_steps, help=f"optimizer steps in total (default {default_steps})")
+    parser.add_argument("--batch-size", type=int, help="items per step and process (default: the preset's)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the preset's for this stage)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0: Adam)")
+    parser.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (0: off; default 1)")
+    parser.add_argument("--ema", type=float, help="keep an exponential moving average of the weights with this decay, e.g. 0.999; it is what gets saved")
+    parser.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (the last 2 are kept)")
+    parser.add_argument("--validate-every", type=int, default=1000, help="steps between validations")
+    parser.add_argument("--log-every", type=int, default=50, help="steps between lines of metrics.jsonl")
+    parser.add_argument("--seed", type=int, default=0, help="fixes initial weights, crops and noise")
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no", help="autocast precision (fp16 needs a GPU)")
+    parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest intact checkpoint")
+
+
+def check_positive(args: argparse.Namespace, name: str, allow_zero: bool = False) -> None:
+    """One-line UserError naming `--name` unless its value (if given) is finite and > 0 (>= 0 with allow_zero)."""
+    value = getattr(args, name.replace("-", "_"))
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise UserError(f"--{name} must be {bound}, got {value}")
+
+
+def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: float) -> TrainSettings:
+    """Validated `TrainSettings` from the shared options; preset values fill what was not given."""
+    from ..training.loop import TrainSettings
+
+    for name in ("steps", "batch-size", "lr", "checkpoint-every", "validate-every", "log-every"):
+        check_positive(args, name)
+    for name in ("weight-decay", "grad-clip", "seed", "workers"):
+        check_positive(args, name, allow_zero=True)
+    if args.ema is not None and not 0 < args.ema < 1:
+        raise UserError(f"--ema must lie strictly between 0 and 1 (e.g. 0.999), got {args.ema}")
+    return TrainSettings(
+        out_dir=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size or preset.batch_size,
+        lr=args.lr or default_lr,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip or None,
+        ema_decay=args.ema,
+        checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        num_workers=args.workers,
+        mixed_precision=args.mixed_precision,
+        resume=args.resume,
+    )
+
+
+def report_saved(what: str, directory: Path) -> None:
+    if PartialState().is_main_process:
+        print(f"saved the {what} to {directory}", file=sys.stderr)
+
+
+def register_autoencoder(stages: argparse._SubParsersAction) -> None:
+    parser = stages.add_parser(
+        "autoencoder",
+        help="stage 1: encoder + implicit neural decoder",
+        description="Stage 1: train the encoder and the implicit decoder to reconstruct photo crops at random scales.",
+    )
+    add_data_options(parser)
+    add_run_options(parser, default_steps=20000)
+    parser.add_argument("--num-queries", type=int, help="target pixels sampled per crop (default: latent height x width)")
+    parser.set_defaults(run=run_autoencoder)
+
+
+def run_autoencoder(args: argparse.Namespace) -> int:
+    from ..data.crops import ArbitraryScaleCrops
+    from ..data.images import list_images
+    from ..models.autoencoder import ImplicitAutoencoder
+    from ..training.autoencoder import AutoencoderTask, validation_crops
+    from ..training.loop import train
+
+    preset = get_preset(args.preset)
+    settings = settings_from_args(args, preset, preset.autoencoder_lr)
+    check_positive(args, "num-queries")
+    train_paths = list_images(args.data, args.split)
+    val_paths = list_images(args.val_data) if args.val_data else train_paths
+    set_seed(args.seed)
+    autoencoder = ImplicitAutoencoder(**preset.autoencoder)
+    factor = autoencoder.downsample_factor
+    dataset = ArbitraryScaleCrops(
+        train_paths, preset.latent_size, factor, num_queries=args.num_queries,
+        length=max(len(train_paths), 100 * settings.batch_size), seed=args.seed,
+    )
+    task = AutoencoderTask(autoencoder, dataset, validation_crops(val_paths, preset.latent_size, factor, seed=args.seed))
+    report_saved("autoencoder", train(task, settings))
+    return 0

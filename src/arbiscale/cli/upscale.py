@@ -1,0 +1,135 @@
+"""`arbiscale upscale INPUT... -o OUT (-s SCALE | --size HxW)`: upsample image files or folders.
+
+Output names: `<stem>_x<scale>.png` or `<stem>_<H>x<W>.png`, with `_s<k>` per sample when there are
+several; images found in an input folder keep their sub-folder under OUT. OUT is a single file
+when it ends in an image extension (one input file, one sample). In a run over several images a
+bad file is reported and skipped, and the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from ..data.images import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image_with_alpha, save_image, tensor_to_image
+from ..errors import UserError
+from ..pipelines.upscale import UpscalePipeline
+from ..sampling.sizes import output_size
+from .inference_options import (
+    add_inference_options,
+    check_side_limit,
+    device_and_dtype,
+    generators,
+    load_pipeline,
+    max_side,
+    parse_seed,
+    positive_float,
+    positive_int,
+    sampling_settings,
+    size_option,
+)
+
+ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("upscale", help="upsample images to any scale or size", description=__doc__)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder, or a file name for one input and one sample")
+    parser.add_argument("-s", "--scale", metavar="S", help="scale factor, e.g. 3.7 (output = round(h * s) x round(w * s))")
+    parser.add_argument("--size", metavar="HxW", help="exact output size HxW, e.g. 384x256 (aspect ratio free)")
+    parser.add_argument("--num-samples", default="1", metavar="K", help="samples per input (default 1)")
+    parser.add_argument(
+        "--max-latent-side", metavar="N", help="cap on the sampled latent's longer side (default 8 x the model's training latent side)"
+    )
+    add_inference_options(parser)
+    parser.set_defaults(run=run)
+
+
+def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """(image path, its output sub-folder) for every input file and every image inside an input folder."""
+    found = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found += [(image, image.parent.relative_to(path)) for image in list_images(path)]
+        elif path.is_file():
+            found.append((path, Path()))
+        else:
+            raise UserError(f"input {path} does not exist: give image files or folders")
+    return found
+
+
+def plan_outputs(args: argparse.Namespace, inputs: list[tuple[Path, Path]], num_samples: int, tag: str) -> list[list[Path]]:
+    """The output paths of every input (one per sample), refusing collisions and existing files up front."""
+    target = Path(args.output)
+    if target.suffix.lower() in IMAGE_EXTENSIONS:
+        if len(inputs) != 1 or num_samples != 1:
+            raise UserError(f"-o {target} is a file name but there will be {len(inputs) * num_samples} outputs: give a folder")
+        plan = [[target]]
+    else:
+        suffixes = [f"_s{k}" if num_samples > 1 else "" for k in range(num_samples)]
+        plan = [[target / folder / f"{path.stem}_{tag}{suffix}.png" for suffix in suffixes] for path, folder in inputs]
+    flat = [path for paths in plan for path in paths]
+    if len(set(flat)) != len(flat):
+        duplicate = next(path for path in flat if flat.count(path) > 1)
+        raise UserError(f"two inputs would both be written to {duplicate}: upscale same-named files in separate runs")
+    existing = [path for path in flat if path.exists()]
+    if existing and not args.overwrite:
+        more = f" (+{len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UserError(f"{existing[0]}{more} already exists: pass --overwrite to replace, or choose another -o")
+    return plan
+
+
+def with_alpha(image: Image.Image, alpha: Image.Image | None, suffix: str) -> Image.Image:
+    """Re-attach the input's transparency, upscaled; formats without alpha get it composited on white."""
+    if alpha is None:
+        return image
+    alpha = alpha.resize(image.size, Image.Resampling.BICUBIC)
+    if suffix.lower() in ALPHA_SUFFIXES:
+        image.putalpha(alpha)
+        return image
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=alpha)
+    return background
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.scale is None) == (args.size is None):
+        raise UserError("give exactly one of -s/--scale or --size")
+    scale = positive_float(args.scale, "--scale") if args.scale is not None else None
+    size = size_option(args.size, "--size") if args.size is not None else None
+    limit = max_side(args)
+    if size is not None:
+        check_side_limit(size, limit)
+    num_samples = positive_int(args.num_samples, "--num-samples")
+    settings = sampling_settings(args)
+    max_latent_side = positive_int(args.max_latent_side, "--max-latent-side") if args.max_latent_side is not None else None
+    seed = parse_seed(args)
+    _, dtype = device_and_dtype(args)
+    inputs = collect_inputs(args.inputs)
+    tag = f"x{scale:g}" if scale is not None else f"{size[0]}x{size[1]}"
+    plan = plan_outputs(args, inputs, num_samples, tag)
+    pipe = load_pipeline(UpscalePipeline, args, "sr")
+    failures = 0
+    for (path, _), outputs in zip(inputs, plan):
+        try:
+            rgb, alpha = load_image_with_alpha(path)
+            out_size = output_size((rgb.height, rgb.width), scale, size)
+            check_side_limit(out_size, limit)
+            result = pipe(
+                image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),
+                num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **settings,
+            )
+            for image, output in zip(result.images, outputs):
+                save_image(with_alpha(tensor_to_image(image), alpha, output.suffix), output, overwrite=args.overwrite)
+                print(f"{path} -> {output}")
+        except UserError as error:
+            if len(inputs) == 1:
+                raise
+            failures += 1
+            print(f"arbiscale upscale: error: skipped {path}: {error}", file=sys.stderr)
+    return 1 if failures else 0

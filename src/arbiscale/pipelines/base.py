@@ -1,0 +1,103 @@
+"""What both pipelines share: the three components, strict loading, samplers by name, precision."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from ..errors import CheckpointMismatchError, UserError
+from ..models.autoencoder import ImplicitAutoencoder
+from ..models.loading import load_component
+from ..models.unet import LatentDenoiser
+from ..sampling.schedulers import SAMPLERS, make_scheduler, training_schedule_of
+
+SCHEDULER_CLASSES = {scheduler_class.__name__: scheduler_class for scheduler_class, _ in SAMPLERS.values()}
+
+
+class LatentImplicitPipeline(DiffusionPipeline):
+    """Frozen autoencoder (encoder + implicit decoder), latent denoiser, and its training noise schedule.
+
+    `scheduler` only fixes the noise schedule the denoiser was trained on; every call builds a fresh
+    sampler of the requested kind on that schedule, so calls never share scheduler state.
+    """
+
+    task: str = ""
+    command: str = ""
+
+    def __init__(self, autoencoder: ImplicitAutoencoder, denoiser: LatentDenoiser, scheduler: SchedulerMixin) -> None:
+        super().__init__()
+        if denoiser.config.task != self.task:
+            raise UserError(
+                f"this denoiser was trained for task {denoiser.config.task!r}, but {type(self).__name__} needs {self.task!r}: "
+                "use the model made for this command"
+            )
+        if denoiser.config.latent_channels != autoencoder.config.latent_channels:
+            raise CheckpointMismatchError(
+                f"the denoiser works on {denoiser.config.latent_channels}-channel latents but the autoencoder makes "
+                f"{autoencoder.config.latent_channels}: save them together from one training run"
+            )
+        self.register_modules(autoencoder=autoencoder, denoiser=denoiser, scheduler=scheduler)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "LatentImplicitPipeline":
+        """Load a folder written by `save_pretrained`, refusing any weight that does not fit its config."""
+        path = Path(path)
+        index_file = path / "model_index.json"
+        if not index_file.is_file():
+            raise UserError(f"no arbiscale model at {path}: expected a folder with model_index.json (written by save_pretrained)")
+        try:
+            index = json.loads(index_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise CheckpointMismatchError(f"cannot read {index_file} ({error}): re-save the model") from None
+        if index.get("_class_name") != cls.__name__:
+            raise UserError(
+                f"{path} is a saved {index.get('_class_name')}, but `arbiscale {cls.command}` needs a saved {cls.__name__}: pass the right --model"
+            )
+        autoencoder = load_component(ImplicitAutoencoder, path / "autoencoder")
+        denoiser = load_component(LatentDenoiser, path / "denoiser")
+        return cls(autoencoder, denoiser, load_scheduler(path / "scheduler", index.get("scheduler")))
+
+    def make_sampler(self, name: str) -> SchedulerMixin:
+        """A fresh sampler of kind `name` on the schedule the denoiser was trained with."""
+        return make_scheduler(name, **training_schedule_of(self.scheduler))
+
+    @staticmethod
+    def resolve_eta(sampler: str, eta: float | None) -> float | None:
+        """DDIM defaults to eta = 1 (the paper's stochastic sampling); other samplers take none."""
+        return 1.0 if eta is None and sampler == "ddim" else eta
+
+    def precision(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+        """Autocast the networks to bf16/fp16 (the sampler arithmetic stays float32); None or fp32: off."""
+        if dtype is None or dtype == torch.float32:
+            return contextlib.nullcontext()
+        device_type = self.device.type
+        if dtype not in (torch.bfloat16, torch.float16):
+            raise UserError(f"precision must be float32, bfloat16 or float16, got {dtype}")
+        if dtype == torch.float16 and device_type == "cpu":
+            raise UserError("float16 needs a GPU: use bfloat16 or float32 on the CPU")
+        return torch.autocast(device_type, dtype=dtype)
+
+    def render(self, latents: torch.Tensor, size: tuple[int, int], decode_chunk: int) -> torch.Tensor:
+        """Decode raw latents at (H, W), one image at a time, so memory is bounded by the chunk size."""
+        if decode_chunk < 1:
+            raise UserError(f"the decode chunk must be at least 1 query point, got {decode_chunk}")
+        images = [self.autoencoder.decode(latent[None], size, decode_chunk).float() for latent in latents]
+        return torch.cat(images).clamp(-1, 1)
+
+
+def load_scheduler(path: Path, entry: list | None) -> SchedulerMixin:
+    """The saved noise schedule, through the scheduler class model_index.json names."""
+    class_name = entry[1] if isinstance(entry, list) and len(entry) == 2 else None
+    if class_name not in SCHEDULER_CLASSES:
+        raise CheckpointMismatchError(
+            f"model_index.json names scheduler {class_name!r}; expected one of {', '.join(SCHEDULER_CLASSES)}: re-save the model"
+        )
+    try:
+        return SCHEDULER_CLASSES[class_name].from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise CheckpointMismatchError(f"cannot load the scheduler from {path} ({error}): re-save the model") from None

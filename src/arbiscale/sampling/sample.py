@@ -1,0 +1,70 @@
+"""The reverse-diffusion loop and the one-step clean-latent estimate, as plain functions."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+
+import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..errors import UserError
+from ..models.unet import LatentDenoiser
+
+Generator = torch.Generator | list[torch.Generator] | None
+
+
+def step_options(scheduler: SchedulerMixin, eta: float | None, generator: Generator) -> dict:
+    """Keyword arguments for `scheduler.step`: eta only where the sampler has one (DDIM)."""
+    accepted = inspect.signature(scheduler.step).parameters
+    options = {}
+    if eta is not None:
+        if "eta" not in accepted:
+            raise UserError(f"eta only applies to the ddim sampler, not {type(scheduler).__name__}: leave eta unset")
+        options["eta"] = eta
+    if "generator" in accepted:
+        options["generator"] = generator
+    return options
+
+
+@torch.no_grad()
+def sample_latents(
+    denoiser: LatentDenoiser,
+    scheduler: SchedulerMixin,
+    shape: tuple[int, int, int, int],
+    condition: torch.Tensor | None = None,
+    num_inference_steps: int = 50,
+    eta: float | None = None,
+    generator: Generator = None,
+    progress_bar: Callable[[Iterable], Iterable] | None = None,
+) -> torch.Tensor:
+    """Run the sampler from pure noise to a clean latent of `shape`, in the denoiser's scaled space.
+
+    `condition` (SR) is the scaled encoded LR latent, same spatial size as `shape`. With a list of
+    generators, one per sample, each sample is fixed by its own seed whatever the batch. The loop
+    runs in float32; under an active autocast only the UNet runs in reduced precision.
+    """
+    if num_inference_steps < 1:
+        raise UserError(f"the number of steps must be at least 1, got {num_inference_steps}")
+    if isinstance(generator, list) and len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}: give one per sample")
+    device = denoiser.device
+    options = step_options(scheduler, eta, generator)
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32) * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps
+    for t in progress_bar(timesteps) if progress_bar is not None else timesteps:
+        model_input = scheduler.scale_model_input(latents, t)
+        noise_pred = denoiser(model_input, t, condition).float()
+        latents = scheduler.step(noise_pred, t, latents, **options).prev_sample
+    return latents
+
+
+def predict_clean_latent(
+    noisy_latent: torch.Tensor, noise_pred: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """One-step estimate z0_hat = (z_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t), per sample (differentiable)."""
+    alpha = alphas_cumprod.to(noisy_latent.device, torch.float32)[timesteps.to(noisy_latent.device)]
+    alpha = alpha.reshape(-1, *[1] * (noisy_latent.dim() - 1))
+    return (noisy_latent - (1 - alpha).sqrt() * noise_pred) / alpha.sqrt()

@@ -1,0 +1,44 @@
+"""Noise schedules and samplers by name, all on the one training schedule the denoiser learned.
+
+The training schedule is CompVis LDM's: T = 1000, "linear" betas from 0.0015 to 0.0195 in
+sqrt-space (diffusers `scaled_linear`), epsilon prediction. Samplers never clip the predicted
+clean sample: latents are not bounded to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from ..errors import UserError
+
+TRAINING_SCHEDULE = dict(
+    num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195, prediction_type="epsilon"
+)
+
+# Sampler settings on top of the schedule. "trailing" spacing starts DDPM/DDIM at t = T - 1 (pure
+# noise) at any step count, and DDIM's last step lands on alpha = 1, returning its clean estimate.
+SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
+    "ddpm": (DDPMScheduler, dict(clip_sample=False, variance_type="fixed_small", timestep_spacing="trailing")),
+    "ddim": (DDIMScheduler, dict(clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")),
+    "dpm-solver++": (DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2)),
+    "unipc": (UniPCMultistepScheduler, dict(solver_order=2)),
+}
+
+# The authors' sampling: DDIM, 200 steps, eta = 1.
+PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0)
+
+
+def make_scheduler(name: str, **overrides) -> SchedulerMixin:
+    """A fresh scheduler of kind `name` on the training schedule; `overrides` replace any setting."""
+    try:
+        scheduler_class, settings = SAMPLERS[name]
+    except KeyError:
+        raise UserError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}") from None
+    return scheduler_class(**{**TRAINING_SCHEDULE, **settings, **overrides})
+
+
+def training_schedule_of(scheduler: SchedulerMixin) -> dict:
+    """The noise-schedule settings of a (saved) scheduler, to build any sampler on the same schedule."""
+    keys = list(TRAINING_SCHEDULE) + ["trained_betas"]
+    return {key: scheduler.config[key] for key in keys if scheduler.config.get(key) is not None}

@@ -1,0 +1,313 @@
+"""One accelerate training loop for every stage (autoencoder, LDM denoising, alignment).
+
+A stage is a `TrainingTask`:
+- `model`: the one trainable module (a diffusers ModelMixin, or a module whose `save` writes one).
+  The loop wraps it (DDP, mixed precision) and passes the wrapped module to `loss`: all trainable
+  compute must go through its `forward`, or DDP does not synchronise the gradients.
+- `frozen`: modules the loss uses without training them; the loop moves them to the device, sets
+  eval mode and turns their gradients off.
+- `dataset`: a map-style dataset of dict items. Each epoch the loop calls `dataset.set_epoch(epoch)`
+  if it exists and reads a permutation fixed by (seed, epoch); a random dataset should draw item i
+  from a generator seeded by (seed, epoch, i) (see `arbiscale.data.item_generator`), so a resumed
+  run replays exactly the batches an uninterrupted one would have read.
+- `loss(model, batch) -> (scalar loss, {name: float})`: batch tensors are already on the device and
+  the call runs under the accelerator's autocast; return the same names at every step.
+- `validate(model) -> {name: float}`: run on the main process with the unwrapped model (the EMA
+  weights when EMA is on), in eval mode, without gradients.
+- `save(model, directory)`: the final model; by default `save_pretrained`.
+
+`train(task, TrainSettings(...))` runs it on CPU, one GPU or many (under `accelerate launch`):
+progress bar, `RUN_DIR/metrics.jsonl`, atomic checkpoints (see `checkpoints`), `--resume`, and the
+final model in `RUN_DIR/model/`. Set the seed (accelerate.utils.set_seed) before building the
+model, so every process starts from the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from ..data.crops import item_generator
+from ..errors import UserError
+from . import checkpoints
+
+METRICS_FILE = "metrics.jsonl"
+SETTINGS_FILE = "settings.json"
+MODEL_DIR = "model"
+
+
+class TrainingTask(ABC):
+    """What a training stage provides to `train` (see the module docstring)."""
+
+    model: nn.Module
+    dataset: Dataset
+    frozen: Sequence[nn.Module] = ()
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """The scalar training loss of one batch, and named parts of it for the metrics log."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics; none by default."""
+        return {}
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        """Write the final model so that `load_component` can read it."""
+        model.save_pretrained(directory)
+
+
+@dataclass
+class TrainSettings:
+    out_dir: Path
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    checkpoint_every: int = 1000
+    validate_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    num_workers: int = 0
+    mixed_precision: str = "no"
+    resume: bool = False
+    keep_checkpoints: int = 2
+
+
+class EpochPermutation(Sampler[int]):
+    """Indices in an order fixed by (seed, epoch): the same on every process and after a resume."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.length, generator=item_generator(self.seed, self.epoch)).tolist())
+
+
+def _warn(accelerator: Accelerator, message: str) -> None:
+    if accelerator.is_main_process:
+        print(f"arbiscale: warning: {message}", file=sys.stderr)
+
+
+def _resume_point(run_dir: Path, resume: bool, accelerator: Accelerator) -> Path | None:
+    """The checkpoint to resume from, None for a fresh run; refuses to start over anything already there."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file: choose a folder for the run")
+    occupied = run_dir.exists() and any(run_dir.iterdir())
+    if not resume:
+        if occupied:
+            raise UserError(f"run folder {run_dir} is not empty: pass --resume to continue that run, or choose a new --out")
+        return None
+    if not occupied:
+        _warn(accelerator, f"nothing to resume in {run_dir}; starting a new run")
+        return None
+    found, damaged = checkpoints.newest_intact(run_dir)
+    for line in damaged:
+        _warn(accelerator, line)
+    if found is None:
+        raise UserError(f"no intact checkpoint in {run_dir / checkpoints.CHECKPOINTS} to resume from: start a new run with another --out")
+    return found
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    """Drop log lines written after the checkpoint being resumed, so the log reads as one run."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(temp, path)
+
+
+def _save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int) -> None:
+    final = checkpoints.checkpoint_dir(run_dir, step)
+    temp = checkpoints.temp_dir(final)
+    if accelerator.is_main_process:
+        shutil.rmtree(temp, ignore_errors=True)
+        temp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        checkpoints.write_manifest(temp, step)
+        checkpoints.publish(temp, final)
+        checkpoints.prune(run_dir, keep)
+    accelerator.wait_for_everyone()
+
+
+def _save_model(task: TrainingTask, model: nn.Module, run_dir: Path) -> Path:
+    final = run_dir / MODEL_DIR
+    temp = run_dir / f".tmp-{MODEL_DIR}"
+    shutil.rmtree(temp, ignore_errors=True)
+    task.save(model, temp)
+    checkpoints.publish(temp, final)
+    return final
+
+
+def _mean_across_processes(accelerator: Accelerator, sums: dict[str, float], count: int) -> dict[str, float]:
+    names = sorted(sums)
+    values = torch.tensor([sums[n] / max(count, 1) for n in names], device=accelerator.device, dtype=torch.float64)
+    values = accelerator.reduce(values, reduction="mean")
+    return dict(zip(names, values.tolist()))
+
+
+def train(task: TrainingTask, settings: TrainSettings) -> Path:
+    """Train `task.model` for `settings.steps` optimizer steps; returns the folder of the saved model."""
+    try:
+        accelerator = Accelerator(mixed_precision=settings.mixed_precision)
+    except ValueError as error:
+        raise UserError(f"--mixed-precision {settings.mixed_precision} is not available here ({error}): use 'no' or 'bf16'") from None
+    run_dir = Path(settings.out_dir)
+    resume_from = _resume_point(run_dir, settings.resume, accelerator)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_from is None:
+            checkpoints.write_json(run_dir / SETTINGS_FILE, {**asdict(settings), "out_dir": str(run_dir)})
+    set_seed(settings.seed, device_specific=True)
+
+    for module in task.frozen:
+        module.to(accelerator.device).eval().requires_grad_(False)
+    model = task.model
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    sampler = EpochPermutation(len(task.dataset), settings.seed)
+    loader = DataLoader(
+        task.dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=True,
+        num_workers=settings.num_workers, pin_memory=accelerator.device.type == "cuda",
+    )
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    batches_per_epoch = len(loader)
+    if batches_per_epoch == 0:
+        raise UserError(
+            f"the dataset has {len(task.dataset)} items, fewer than one batch of {settings.batch_size} per process "
+            f"x {accelerator.num_processes} processes: lower --batch-size"
+        )
+    unwrapped = accelerator.unwrap_model(model)
+    ema = EMAModel(unwrapped.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    if resume_from is not None:
+        step = checkpoints.checkpoint_step(resume_from)
+        if step > settings.steps:
+            raise UserError(f"the run in {run_dir} is already at step {step}, past --steps {settings.steps}: pass a larger --steps")
+        try:
+            accelerator.load_state(str(resume_from))
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(
+                f"checkpoint {resume_from} cannot be loaded ({first_line}): delete it to resume from the one before, "
+                "or check that --preset matches the run"
+            ) from error
+        if accelerator.is_main_process:
+            print(f"arbiscale: resuming from {resume_from} (step {step})", file=sys.stderr)
+            _trim_metrics(run_dir / METRICS_FILE, step)
+    accelerator.wait_for_everyone()
+
+    def validate() -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if accelerator.is_main_process:
+            if ema is not None:
+                ema.store(unwrapped.parameters())
+                ema.copy_to(unwrapped.parameters())
+            unwrapped.eval()
+            with torch.no_grad():
+                metrics = task.validate(unwrapped)
+            unwrapped.train()
+            if ema is not None:
+                ema.restore(unwrapped.parameters())
+        accelerator.wait_for_everyone()
+        return metrics
+
+    progress = tqdm(total=settings.steps, initial=step, desc="training", disable=not accelerator.is_main_process, dynamic_ncols=True)
+    sums: dict[str, float] = {}
+    count = 0
+    started = time.monotonic()
+    epoch, skip = divmod(step, batches_per_epoch)
+    while step < settings.steps:
+        loader.set_epoch(epoch)
+        if hasattr(task.dataset, "set_epoch"):
+            task.dataset.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        if skip:
+            batches.set_epoch(epoch)
+        skip = 0
+        for batch in batches:
+            with accelerator.autocast():
+                loss, parts = task.loss(model, batch)
+            accelerator.backward(loss)
+            if settings.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.step(unwrapped.parameters())
+            step += 1
+            count += 1
+            for name, value in {"loss": loss.detach().float().item(), **parts}.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+            progress.update(1)
+
+            record: dict[str, float] = {}
+            last = step == settings.steps
+            if step % settings.log_every == 0 or last:
+                record.update(_mean_across_processes(accelerator, sums, count))
+                if not math.isfinite(record["loss"]):
+                    raise UserError(f"the loss became {record['loss']} by step {step}: lower --lr or use --mixed-precision no")
+                record["lr"] = optimizer.param_groups[0]["lr"]
+                progress.set_postfix(loss=f"{record['loss']:.4f}")
+                sums, count = {}, 0
+            if step % settings.validate_every == 0 or last:
+                record.update(validate())
+            if record and accelerator.is_main_process:
+                line = {"step": step, **record, "elapsed_s": round(time.monotonic() - started, 2)}
+                with open(run_dir / METRICS_FILE, "a") as handle:
+                    handle.write(json.dumps(line) + "\n")
+            if step % settings.checkpoint_every == 0 or last:
+                _save_checkpoint(accelerator, run_dir, step, settings.keep_checkpoints)
+            if step >= settings.steps:
+                break
+        epoch += 1
+    progress.close()
+
+    model_dir = run_dir / MODEL_DIR
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.copy_to(unwrapped.parameters())
+        _save_model(task, unwrapped, run_dir)
+    accelerator.wait_for_everyone()
+    return model_dir

@@ -1,0 +1,35 @@
+"""Fixtures shared by the whole suite: real photos shipped inside scikit-image (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# The suite runs as `pytest -n 2` on 2 cores: more than one thread per worker oversubscribes the CPU and
+# makes small convolutions over 10x slower.
+torch.set_num_threads(1)
+
+PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+@pytest.fixture(scope="session")
+def real_photos() -> dict[str, np.ndarray]:
+    """Full-size RGB photos (H, W, 3) uint8 by name: astronaut 512x512, coffee 400x600, chelsea 300x451, rocket 427x640."""
+    from skimage import data
+
+    return {name: getattr(data, name)() for name in PHOTO_NAMES}
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory, real_photos: dict[str, np.ndarray]) -> Path:
+    """A folder of four 128x160 (H x W) real photo crops saved as PNG, one per photo (astronaut.png, ...)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name, photo in real_photos.items():
+        top = (photo.shape[0] - 128) // 2
+        left = (photo.shape[1] - 160) // 2
+        Image.fromarray(photo[top : top + 128, left : left + 160]).save(folder / f"{name}.png")
+    return folder

@@ -1,0 +1,209 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from arbiscale.errors import CheckpointMismatchError, UserError
+from arbiscale.models import ImplicitAutoencoder
+from arbiscale.models.unet import LatentDenoiser
+from arbiscale.pipelines import GenerationPipeline, UpscalePipeline
+from arbiscale.presets import get_preset
+from arbiscale.sampling import SAMPLERS, make_scheduler
+
+STEPS = 3
+
+
+def tiny_pipeline(pipeline_class, task):
+    """Randomly initialised tiny components; the latent scale keeps sampled latents in a sane range."""
+    torch.manual_seed(0)
+    preset = get_preset("tiny")
+    denoiser = LatentDenoiser.from_preset(preset, task)
+    denoiser.set_latent_scale(50.0)
+    pipe = pipeline_class(ImplicitAutoencoder(**preset.autoencoder), denoiser, make_scheduler("ddpm"))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def upscaler():
+    return tiny_pipeline(UpscalePipeline, "sr")
+
+
+@pytest.fixture(scope="module")
+def generator_pipe():
+    return tiny_pipeline(GenerationPipeline, "gen")
+
+
+def seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def low_res():
+    torch.manual_seed(1)
+    return torch.rand(1, 3, 10, 14) * 2 - 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [({"scale": 2.37}, (24, 33)), ({"scale": 3.7}, (37, 52)), ({"size": (50, 20)}, (50, 20)), ({"scale": 0.8}, (8, 11))],
+)
+def test_exact_output_sizes(upscaler, low_res, kwargs, expected):
+    out = upscaler(low_res, num_inference_steps=2, generator=seeded(0), **kwargs)
+    assert out.images.shape == (1, 3, *expected)
+    assert out.images.min() >= -1 and out.images.max() <= 1
+
+
+def test_scale_beyond_the_cap_only_changes_the_render(upscaler, low_res):
+    out = upscaler(low_res, scale=30, num_inference_steps=2, generator=seeded(0), max_latent_side=16, decode_chunk=4096)
+    assert out.images.shape == (1, 3, 300, 420)
+    assert out.latents.shape == (1, 3, 12, 16)  # 150 x 210 cells capped to 16 on the long side, multiples of 2
+    assert torch.allclose(upscaler.autoencoder.decode(out.latents, (30, 42)), upscaler(
+        low_res, size=(30, 42), num_inference_steps=2, generator=seeded(0), latent_size=(12, 16)).images, atol=1e-5)
+
+
+def test_working_latent_for_the_default_cap(upscaler, low_res):
+    out_size, latent = upscaler.working_size((10, 14), scale=2.37)
+    assert out_size == (24, 33) and latent == (12, 16)
+    assert upscaler(low_res, scale=2.37, num_inference_steps=1, generator=seeded(0)).latents.shape[-2:] == latent
+
+
+def test_same_seed_same_image_other_seed_other_image(upscaler, low_res):
+    first = upscaler(low_res, scale=2.37, num_inference_steps=STEPS, generator=seeded(3)).images
+    again = upscaler(low_res, scale=2.37, num_inference_steps=STEPS, generator=seeded(3)).images
+    other = upscaler(low_res, scale=2.37, num_inference_steps=STEPS, generator=seeded(4)).images
+    assert torch.equal(first, again)
+    assert (first - other).abs().max() > 1e-3
+
+
+def test_output_depends_on_the_input_image(upscaler, low_res):
+    first = upscaler(low_res, scale=2, num_inference_steps=STEPS, generator=seeded(0)).images
+    other = upscaler(-low_res, scale=2, num_inference_steps=STEPS, generator=seeded(0)).images
+    assert (first - other).abs().max() > 1e-3
+
+
+def test_samples_are_image_major_and_each_fixed_by_its_generator(upscaler, low_res):
+    batch = torch.cat([low_res, low_res.flip(-1)])
+    out = upscaler(batch, scale=2, num_inference_steps=STEPS, num_samples=2, generator=[seeded(s) for s in (5, 6, 7, 8)])
+    assert out.images.shape == (4, 3, 20, 28)
+    alone = upscaler(batch[1:], scale=2, num_inference_steps=STEPS, generator=seeded(7)).images
+    assert torch.allclose(out.images[2], alone[0], atol=1e-5)
+    assert (out.images[2] - out.images[3]).abs().max() > 1e-3
+
+
+def test_pil_input_matches_tensor_input(upscaler, low_res):
+    array = ((low_res[0] + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    quantised = torch.from_numpy(array).permute(2, 0, 1).float().div(127.5).sub(1)[None]
+    from_pil = upscaler(Image.fromarray(array), scale=2, num_inference_steps=STEPS, generator=seeded(0)).images
+    from_tensor = upscaler(quantised, scale=2, num_inference_steps=STEPS, generator=seeded(0)).images
+    assert torch.allclose(from_pil, from_tensor, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_every_sampler_runs_by_name(upscaler, low_res, sampler):
+    out = upscaler(low_res, scale=1.5, num_inference_steps=2, sampler=sampler, generator=seeded(0))
+    assert out.images.shape == (1, 3, 15, 21) and torch.isfinite(out.images).all()
+
+
+def test_bfloat16_autocast_on_cpu_stays_close(upscaler, low_res):
+    full = upscaler(low_res, scale=2, num_inference_steps=STEPS, generator=seeded(0)).images
+    half = upscaler(low_res, scale=2, num_inference_steps=STEPS, generator=seeded(0), autocast_dtype=torch.bfloat16).images
+    assert half.dtype == torch.float32
+    assert (half - full).abs().mean() < 0.005
+
+
+def test_bad_calls_are_user_errors(upscaler, low_res):
+    with pytest.raises(UserError, match="either a scale"):
+        upscaler(low_res, num_inference_steps=1)
+    with pytest.raises(UserError, match="scale"):
+        upscaler(low_res, scale=float("nan"), num_inference_steps=1)
+    with pytest.raises(UserError, match="eta"):
+        upscaler(low_res, scale=2, sampler="unipc", eta=0.5, num_inference_steps=1)
+    with pytest.raises(UserError, match="unknown sampler"):
+        upscaler(low_res, scale=2, sampler="euler", num_inference_steps=1)
+    with pytest.raises(UserError, match="RGB"):
+        upscaler(low_res[:, :1], scale=2, num_inference_steps=1)
+    with pytest.raises(UserError, match="float16 needs a GPU"):
+        upscaler(low_res, scale=2, num_inference_steps=1, autocast_dtype=torch.float16)
+
+
+def test_generation_renders_one_latent_at_every_size(generator_pipe):
+    sizes = [(16, 16), (24, 40)]
+    out = generator_pipe(sizes, num_images=2, num_inference_steps=STEPS, generator=[seeded(0), seeded(1)])
+    assert [tuple(images.shape) for images in out.images] == [(2, 3, 16, 16), (2, 3, 24, 40)]
+    assert out.latents.shape == (2, 3, 8, 8)
+    for size, images in zip(sizes, out.images):
+        assert torch.allclose(images, generator_pipe.autoencoder.decode(out.latents, size).clamp(-1, 1), atol=1e-5)
+    again = generator_pipe([(24, 40)], num_images=1, num_inference_steps=STEPS, generator=[seeded(1)])
+    assert torch.allclose(again.images[0][0], out.images[1][1], atol=1e-5)
+    other = generator_pipe([(24, 40)], num_images=1, num_inference_steps=STEPS, generator=[seeded(2)])
+    assert (other.images[0][0] - out.images[1][1]).abs().max() > 1e-3
+
+
+def test_generation_latent_size_must_fit_the_unet(generator_pipe):
+    with pytest.raises(UserError, match="multiples of 2"):
+        generator_pipe([(8, 8)], latent_size=(5, 6), num_inference_steps=1)
+    out = generator_pipe((8, 12), latent_size=(4, 6), num_inference_steps=1)
+    assert out.latents.shape == (1, 3, 4, 6) and out.images[0].shape == (1, 3, 8, 12)
+
+
+@pytest.mark.parametrize(("pipeline_class", "task"), [(UpscalePipeline, "sr"), (GenerationPipeline, "gen")])
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, pipeline_class, task):
+    pipe = tiny_pipeline(pipeline_class, task)
+    pipe.save_pretrained(tmp_path)
+    loaded = pipeline_class.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.denoiser.config.latent_scale == 50.0
+    if task == "sr":
+        image = torch.rand(1, 3, 6, 10) * 2 - 1
+        before = pipe(image, scale=2.5, num_inference_steps=STEPS, generator=seeded(0)).images
+        after = loaded(image, scale=2.5, num_inference_steps=STEPS, generator=seeded(0)).images
+    else:
+        before = pipe([(12, 20)], num_inference_steps=STEPS, generator=seeded(0)).images[0]
+        after = loaded([(12, 20)], num_inference_steps=STEPS, generator=seeded(0)).images[0]
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+@pytest.fixture
+def saved_upscaler(tmp_path):
+    tiny_pipeline(UpscalePipeline, "sr").save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_missing_weight_is_a_checkpoint_mismatch(saved_upscaler):
+    weights = saved_upscaler / "denoiser" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state.pop(next(key for key in state if key.endswith("conv_in.weight")))
+    save_file(state, weights)
+    with pytest.raises(CheckpointMismatchError, match="conv_in.weight"):
+        UpscalePipeline.from_pretrained(saved_upscaler)
+
+
+def test_unexpected_weight_is_a_checkpoint_mismatch(saved_upscaler):
+    weights = saved_upscaler / "autoencoder" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state["head.extra"] = torch.zeros(3)
+    save_file(state, weights)
+    with pytest.raises(CheckpointMismatchError, match="head.extra"):
+        UpscalePipeline.from_pretrained(saved_upscaler)
+
+
+def test_loading_refuses_the_other_task_and_non_models(saved_upscaler, tmp_path_factory):
+    with pytest.raises(UserError, match="GenerationPipeline"):
+        GenerationPipeline.from_pretrained(saved_upscaler)
+    with pytest.raises(UserError, match="model_index.json"):
+        UpscalePipeline.from_pretrained(tmp_path_factory.mktemp("empty"))
+    with pytest.raises(UserError, match="trained for task 'gen'"):
+        up = tiny_pipeline(UpscalePipeline, "sr")
+        UpscalePipeline(up.autoencoder, LatentDenoiser.from_preset("tiny", "gen"), up.scheduler)
+
+
+def test_mismatched_latent_channels_are_refused(saved_upscaler):
+    config_file = saved_upscaler / "denoiser" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["latent_channels"] = 4
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(CheckpointMismatchError):
+        UpscalePipeline.from_pretrained(saved_upscaler)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import generate, train, upscale
+from . import evaluate, generate, train, upscale
 
-REGISTRY: list = [upscale.register, generate.register, train.register]
+REGISTRY: list = [upscale.register, generate.register, train.register, evaluate.register]

@@ -47,6 +47,16 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="folder of training images (searched recursively)")
     parser.add_argument("--val-data", type=Path, help="folder of validation images (default: a few crops of the training images)")
     parser.add_argument("--split", type=Path, help="text file listing the training images to use, relative to --data, one a line")
+    parser.add_argument("--val-split", type=Path, help="text file listing validation images, relative to --val-data (or --data)")
+
+
+def validation_paths(args: argparse.Namespace, train_paths: list[Path]) -> list[Path]:
+    """The validation images: --val-data and/or --val-split, else the training images."""
+    from ..data.images import list_images
+
+    if args.val_data is None and args.val_split is None:
+        return train_paths
+    return list_images(args.val_data or args.data, args.val_split)
 
 
 def add_run_options(parser: argparse.ArgumentParser, default_steps: int) -> None:
@@ -135,7 +145,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, preset, preset.autoencoder_lr)
     check_positive(args, "num-queries")
     train_paths = list_images(args.data, args.split)
-    val_paths = list_images(args.val_data) if args.val_data else train_paths
+    val_paths = validation_paths(args, train_paths)
     set_seed(args.seed)
     autoencoder = ImplicitAutoencoder(**preset.autoencoder)
     factor = autoencoder.downsample_factor

@@ -13,7 +13,7 @@ from accelerate.utils import set_seed
 
 from ..errors import UserError
 from ..presets import Preset, get_preset
-from .train import add_data_options, add_run_options, check_positive, report_saved, settings_from_args
+from .train import add_data_options, add_run_options, check_positive, report_saved, settings_from_args, validation_paths
 
 
 def add_crop_options(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ def _datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_fa
     if not 1 <= args.min_lr_factor <= args.max_lr_factor:
         raise UserError(f"need 1 <= --min-lr-factor <= --max-lr-factor, got {args.min_lr_factor} and {args.max_lr_factor}")
     train_paths = list_images(args.data, args.split)
-    val_paths = list_images(args.val_data) if args.val_data else train_paths[:4]
+    val_paths = validation_paths(args, train_paths)
 
     def crops(paths, length: int, deterministic: bool):
         items = ArbitraryScaleCrops(

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The recipe of the bundled default model (preset `small`): every stage, resumable.
+# Re-running the script continues each stage from its newest checkpoint (finished stages are skipped).
+# Usage: scripts/train_default_model.sh CORPUS_DIR RUNS_DIR
+#   CORPUS_DIR: built by scripts/build_corpus.py (train.txt / val.txt inside)
+#   Step counts can be overridden: AE_STEPS, SR_STEPS, ALIGN_STEPS, GEN_STEPS. On a GPU add
+#   MIXED_PRECISION=bf16; on several GPUs prefix LAUNCH="accelerate launch --multi_gpu --num_processes N".
+set -euo pipefail
+corpus=${1:?usage: $0 CORPUS_DIR RUNS_DIR}
+runs=${2:?usage: $0 CORPUS_DIR RUNS_DIR}
+launch=${LAUNCH:-arbiscale}
+[ "$launch" = arbiscale ] || launch="$launch -m arbiscale.cli.main"
+common=(--data "$corpus" --split "$corpus/train.txt" --val-split "$corpus/val.txt" --preset small
+        --mixed-precision "${MIXED_PRECISION:-no}" --checkpoint-every 500 --validate-every 1000 --log-every 50 --resume)
+
+stage() {  # stage NAME ARGS...: run unless RUNS/NAME/model already exists
+    local name=$1; shift
+    if [ -f "$runs/$name/model/config.json" ] || [ -f "$runs/$name/model/model_index.json" ]; then
+        echo "== $name: done, skipped"; return
+    fi
+    echo "== $name"; $launch train "$@" --out "$runs/$name" "${common[@]}"
+}
+
+stage autoencoder autoencoder --steps "${AE_STEPS:-20000}" --num-queries 1024
+stage ldm-sr ldm --task sr --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-30000}" --batch-size 16
+stage align-sr align --model "$runs/ldm-sr/model" --steps "${ALIGN_STEPS:-5000}" --num-queries 1024
+stage ldm-gen ldm --task gen --autoencoder "$runs/autoencoder/model" --steps "${GEN_STEPS:-30000}" --batch-size 16

@@ -1,0 +1,252 @@
+"""`arbiscale eval sr|gen`: measure upsampling or generation and write a report folder.
+
+  arbiscale eval sr --data DIR --scales 2,3,4 --protocol liif-benchmark [--model DIR] [--baseline bicubic] --out REPORT
+  arbiscale eval gen --model DIR --sizes 128,160,192 --num 50 [--ref DIR --inception FILE] --out REPORT
+
+Both run sharded under `accelerate launch --multi_gpu --num_processes N -m arbiscale.cli.main eval ...`
+(each process takes every N-th image; the main process alone writes the report). Without GPUs the same
+command starts N CPU processes joined by gloo (accelerate's `--cpu` launcher starts only one process
+unless it is given an MPI hostfile). Existing report files are kept unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
+
+from ..data.eval_sets import LAYOUTS, open_eval_set
+from ..data.images import list_images
+from ..errors import UserError
+from ..evaluation.gen import REPORT_FILES, GenEvalConfig, evaluate_gen, write_gen_report
+from ..evaluation.report import check_report_dir
+from ..evaluation.sr import BASELINES, SrEvalConfig, evaluate_sr, evaluated_methods, report_files, write_sr_report
+from ..metrics import LPIPS, PROTOCOLS, RESIZE_METHODS, FeatureExtractor, load_feature_extractor, load_lpips
+from ..metrics.consistency import SELF_SSIM_MEASURES
+from ..metrics.psnr_ssim import ms_ssim_min_size
+from ..pipelines import GenerationPipeline, UpscalePipeline
+from ..pipelines.base import LatentImplicitPipeline
+from ..sampling.schedulers import SAMPLERS
+from .inference_options import device_and_dtype, parse_seed, positive_float, positive_int, sampling_settings, size_option
+
+# Options that change where or how verbosely a run writes, not its numbers: left out of the recorded command.
+_NOT_RECORDED = {"run", "command", "eval_command", "overwrite", "no_progress"}
+
+
+def _add_common(parser: argparse.ArgumentParser, model_help: str) -> None:
+    parser.add_argument("--model", help=model_help)
+    parser.add_argument("--out", required=True, help="report folder (created; existing files are kept unless --overwrite)")
+    parser.add_argument("--resize", default="matlab", help=f"bicubic convention, one of {', '.join(RESIZE_METHODS)} (default matlab)")
+    parser.add_argument("--steps", default="50", help="sampling steps (default 50; the paper: 200 with ddim, eta 1)")
+    parser.add_argument("--sampler", default="ddim", help=f"one of {', '.join(SAMPLERS)} (default ddim)")
+    parser.add_argument("--eta", help="DDIM noise scale in [0, 1] (default 1, the paper's setting); ddim only")
+    parser.add_argument("--seed", default="0", help="base random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: the process's accelerate device)")
+    parser.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 network precision (default fp32)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing report")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate upsampling (sr) or generation (gen) and write a report", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    tasks = parser.add_subparsers(dest="eval_command", required=True, metavar="TASK")
+
+    sr = tasks.add_parser("sr", help="PSNR/SSIM/LR consistency/diversity per scale for a model and baselines")
+    _add_common(sr, "saved UpscalePipeline folder (omit to evaluate only --baseline methods)")
+    sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
+    sr.add_argument("--split", help="text file listing the images to use, one path relative to --data a line")
+    sr.add_argument("--layout", default="auto", help=f"auto or one of {', '.join(LAYOUTS)} (default auto: detected)")
+    sr.add_argument("--scales", required=True, help="comma-separated scales, e.g. 2,3,4,6,8,12 (non-integer allowed: 3.5)")
+    sr.add_argument("--protocol", required=True, help=f"PSNR/SSIM protocol, one of {', '.join(PROTOCOLS)}")
+    sr.add_argument("--baseline", action="append", default=[], help=f"also evaluate a baseline ({', '.join(BASELINES)}); repeatable")
+    sr.add_argument("--samples", default="1", help="samples per input image (default 1; >= 2 also measures diversity)")
+    sr.add_argument("--max-images", help="evaluate only the first N images (sorted by name)")
+    sr.add_argument("--grid-images", default="3", help="images shown in the grids (default 3; 0: no grids)")
+    sr.add_argument("--grid-crop", default="256", help="side of the centre crop shown per grid cell, in output pixels (default 256)")
+    sr.add_argument("--lpips-alex", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth) for LPIPS")
+    sr.add_argument("--lpips-linear", help="lpips linear-head weights (weights/v0.1/alex.pth) for LPIPS")
+    sr.set_defaults(run=run_sr)
+
+    gen = tasks.add_parser("gen", help="SelfSSIM across sizes and, with an Inception file, FID/KID/precision/recall")
+    _add_common(gen, "saved GenerationPipeline folder")
+    gen.add_argument("--sizes", required=True, help="comma-separated output sizes, e.g. 128,160,192 or 128x96,256x192")
+    gen.add_argument("--num", default="16", help="number of generated images (default 16)")
+    gen.add_argument("--batch-size", default="4", help="images sampled together (default 4); does not change the images")
+    gen.add_argument("--measure", default="ssim", help=f"SelfSSIM measure, one of {', '.join(SELF_SSIM_MEASURES)} (default ssim)")
+    gen.add_argument("--ref", help="folder of real images for FID/KID/precision/recall")
+    gen.add_argument("--inception", help="TorchScript Inception feature extractor (e.g. inception-2015-12-05.pt)")
+    gen.add_argument("--grid-images", default="4", help="images shown in samples.png (default 4; 0: none)")
+    gen.set_defaults(run=run_gen)
+
+
+def recorded_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces these numbers, rebuilt from the parsed options."""
+    words = ["arbiscale", "eval", args.eval_command]
+    for name, value in vars(args).items():
+        if name in _NOT_RECORDED or value is None or value is False or value == []:
+            continue
+        option = "--" + name.replace("_", "-")
+        if value is True:
+            words.append(option)
+        else:
+            for item in value if isinstance(value, list) else [value]:
+                words += [option, str(item)]
+    return shlex.join(words)
+
+
+def _comma_list(text: str, option: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UserError(f"{option} is empty: give comma-separated values")
+    return list(dict.fromkeys(items))
+
+
+def _non_negative_int(text: str, option: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} 3") from None
+    if value < 0:
+        raise UserError(f"{option} must be 0 or more, got {value}")
+    return value
+
+
+def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise UserError(f"{option} {value!r} is unknown: choose one of {', '.join(choices)}")
+    return value
+
+
+def _setup(args: argparse.Namespace):
+    """(state, device, autocast dtype, sampling settings, seed) shared by both tasks."""
+    # PartialState only forms a CPU process group (gloo) when told it runs on the CPU.
+    on_cpu = args.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    state = PartialState(cpu=on_cpu)
+    chosen, dtype = device_and_dtype(args)
+    device = state.device if args.device == "auto" else chosen
+    _choice(args.resize, RESIZE_METHODS, "--resize")
+    return state, device, dtype, sampling_settings(args), parse_seed(args)
+
+
+def _load(pipeline_class: type[LatentImplicitPipeline], folder: str, device):
+    pipe = pipeline_class.from_pretrained(folder).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _sampler_header(settings: dict, used: bool) -> dict:
+    if not used:
+        return {"sampler": None, "steps": None, "eta": None}
+    eta = LatentImplicitPipeline.resolve_eta(settings["sampler"], settings["eta"])
+    return {"sampler": settings["sampler"], "steps": settings["num_inference_steps"], "eta": eta}
+
+
+def run_sr(args: argparse.Namespace) -> int:
+    state, device, dtype, settings, seed = _setup(args)
+    scales = tuple(positive_float(text, "--scales") for text in _comma_list(args.scales, "--scales"))
+    baselines = tuple(dict.fromkeys(args.baseline))
+    if args.model is None and not baselines:
+        raise UserError("nothing to evaluate: give --model DIR, or --baseline bicubic to evaluate a baseline only")
+    config = SrEvalConfig(
+        scales=scales,
+        protocol=_choice(args.protocol, PROTOCOLS, "--protocol"),
+        resize=args.resize,
+        baselines=baselines,
+        samples=positive_int(args.samples, "--samples"),
+        seed=seed,
+        sampling=settings,
+        autocast_dtype=dtype,
+        grid_images=_non_negative_int(args.grid_images, "--grid-images"),
+        grid_crop=positive_int(args.grid_crop, "--grid-crop"),
+    )
+    out = Path(args.out)
+    check_report_dir(out, report_files(config), args.overwrite)
+    max_images = positive_int(args.max_images, "--max-images") if args.max_images is not None else None
+    eval_set = open_eval_set(args.data, args.layout, args.split, max_images)
+    lpips = load_lpips(args.lpips_alex, args.lpips_linear)
+    if isinstance(lpips, LPIPS):
+        lpips = lpips.to(device)
+    pipe = _load(UpscalePipeline, args.model, device) if args.model is not None else None
+    evaluated = evaluate_sr(eval_set, config, pipe, lpips, state, device, progress=not args.no_progress)
+    if evaluated is None:
+        return 0
+    results, grids = evaluated
+    header = {
+        "task": "sr",
+        "command": recorded_command(args),
+        "model": str(Path(args.model).resolve()) if args.model is not None else None,
+        "data": str(Path(args.data).resolve()),
+        "layout": eval_set.layout,
+        "split": str(Path(args.split).resolve()) if args.split is not None else None,
+        "num_images": len(eval_set.images),
+        "protocol": config.protocol,
+        "resize": config.resize,
+        "scales": list(scales),
+        "baselines": list(baselines),
+        "samples": config.samples,
+        **_sampler_header(settings, pipe is not None),
+        "seed": seed if pipe is not None else None,
+        "lpips": f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
+        "processes": state.num_processes,
+    }
+    for path in write_sr_report(out, header, results, grids, config, evaluated_methods(config, pipe), args.overwrite):
+        print(path)
+    return 0
+
+
+def run_gen(args: argparse.Namespace) -> int:
+    state, device, dtype, settings, seed = _setup(args)
+    if args.model is None:
+        raise UserError("eval gen needs --model DIR: a saved GenerationPipeline folder")
+    sizes = tuple(size_option(text, "--sizes") for text in _comma_list(args.sizes, "--sizes"))
+    config = GenEvalConfig(
+        sizes=sizes,
+        num_images=positive_int(args.num, "--num"),
+        seed=seed,
+        batch_size=positive_int(args.batch_size, "--batch-size"),
+        resize=args.resize,
+        measure=_choice(args.measure, SELF_SSIM_MEASURES, "--measure"),
+        sampling=settings,
+        autocast_dtype=dtype,
+        grid_images=_non_negative_int(args.grid_images, "--grid-images"),
+    )
+    smallest = min(min(size) for size in sizes)
+    if config.measure == "ms-ssim" and smallest < ms_ssim_min_size():
+        raise UserError(f"--measure ms-ssim needs every size at least {ms_ssim_min_size()} px a side, got {smallest}: use --measure ssim")
+    if args.inception is not None and args.ref is None:
+        raise UserError("--inception needs --ref DIR, the real images to compare the generated ones with")
+    if args.inception is not None and config.num_images < 2:
+        raise UserError("FID/KID/precision/recall need at least 2 generated images: raise --num")
+    out = Path(args.out)
+    check_report_dir(out, REPORT_FILES, args.overwrite)
+    reference = list_images(args.ref) if args.ref is not None else None
+    if reference is not None and args.inception is not None and len(reference) < 2:
+        raise UserError(f"--ref {args.ref} holds {len(reference)} image: FID/KID/precision/recall need at least 2")
+    extractor = load_feature_extractor(args.inception)
+    if isinstance(extractor, FeatureExtractor):
+        extractor = extractor.to(device)
+    pipe = _load(GenerationPipeline, args.model, device)
+    evaluated = evaluate_gen(pipe, config, extractor, reference, state, device, progress=not args.no_progress)
+    if evaluated is None:
+        return 0
+    results, rows = evaluated
+    header = {
+        "task": "gen",
+        "command": recorded_command(args),
+        "model": str(Path(args.model).resolve()),
+        "num_images": config.num_images,
+        "sizes": [list(size) for size in sizes],
+        **_sampler_header(settings, True),
+        "seed": seed,
+        "ref": str(Path(args.ref).resolve()) if args.ref is not None else None,
+        "inception": str(Path(args.inception).resolve()) if args.inception is not None else None,
+        "processes": state.num_processes,
+    }
+    for path in write_gen_report(out, header, results, rows, config, args.overwrite):
+        print(path)
+    return 0

@@ -9,10 +9,20 @@ import sys
 from ..errors import UserError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Reports a bad command line (unknown option, missing or mistyped value) in one line, like a UserError.
+
+    Sub-command parsers are made with the class of their parent, so every command inherits this.
+    """
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
-    parser = argparse.ArgumentParser(prog="arbiscale", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = OneLineParser(prog="arbiscale", description=__doc__.splitlines()[0] if __doc__ else None)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in commands.REGISTRY:
         register(subparsers)
@@ -23,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; user mistakes print one line to stderr and exit 2, never a traceback."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a bad command line already reported in one line
+        return 0 if stop.code is None else int(stop.code)
     try:
         return int(args.run(args) or 0)
     except UserError as error:

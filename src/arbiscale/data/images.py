@@ -170,8 +170,11 @@ def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: b
         raise UserError(f"cannot tell the image format of {path}: use a name ending in .png, .jpg, .webp, .bmp or .tif")
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists: pass --overwrite to replace it, or choose another name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # a folder that is a file, or one we may not write to
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error}") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}

@@ -28,8 +28,9 @@ GAP = 4
 
 def check_report_dir(folder: Path, names: Sequence[str], overwrite: bool) -> None:
     """Refuse up front, before any work, when a report file already exists and `overwrite` is off."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out {folder} is a file: give a folder for the report")
+    nearest = next(path for path in (folder, *folder.parents) if path.exists())
+    if not nearest.is_dir():
+        raise UserError(f"--out {folder}: {nearest} is a file: give a folder for the report")
     existing = [name for name in names if (folder / name).exists()]
     if existing and not overwrite:
         more = f" (+{len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -40,8 +41,11 @@ def write_bytes_atomic(path: Path, data: bytes, overwrite: bool) -> Path:
     """Write through a temp file in the same folder and os.replace, so a reader never sees half a file."""
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error}") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)

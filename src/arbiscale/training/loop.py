@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
 from torch import nn
@@ -116,8 +116,9 @@ def _warn(accelerator: Accelerator, message: str) -> None:
 
 def _resume_point(run_dir: Path, resume: bool, accelerator: Accelerator) -> Path | None:
     """The checkpoint to resume from, None for a fresh run; refuses to start over anything already there."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out {run_dir} is a file: choose a folder for the run")
+    nearest = next(path for path in (run_dir, *run_dir.parents) if path.exists())
+    if not nearest.is_dir():
+        raise UserError(f"--out {run_dir}: {nearest} is a file: choose a folder for the run")
     occupied = run_dir.exists() and any(run_dir.iterdir())
     if not resume:
         if occupied:
@@ -184,6 +185,9 @@ def _mean_across_processes(accelerator: Accelerator, sums: dict[str, float], cou
 
 def train(task: TrainingTask, settings: TrainSettings) -> Path:
     """Train `task.model` for `settings.steps` optimizer steps; returns the folder of the saved model."""
+    if settings.mixed_precision == "fp16" and PartialState().device.type == "cpu":
+        # accelerate would silently train in fp32 while the run records fp16
+        raise UserError("--mixed-precision fp16 needs a GPU: use 'bf16' or 'no' on the CPU")
     try:
         accelerator = Accelerator(mixed_precision=settings.mixed_precision)
     except ValueError as error:

@@ -1,0 +1,121 @@
+"""A real `arbiscale train` process killed with SIGKILL mid-run resumes from its last checkpoint to the same final
+step, with a loss history identical to a run that was never interrupted; a damaged newest checkpoint is
+detected and the previous one used."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from arbiscale.models.autoencoder import ImplicitAutoencoder
+from arbiscale.models.loading import load_component
+from arbiscale.training.checkpoints import checkpoint_step, list_checkpoints
+
+STEPS = 100
+KILL_AFTER = STEPS // 4  # kill once a checkpoint at least this far exists, with most of the run still to go
+
+
+def train_argv(photo_dir: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
+    return [
+        "train", "autoencoder", "--data", str(photo_dir), "--preset", "tiny", "--out", str(run_dir), "--steps", str(steps),
+        "--batch-size", "2", "--checkpoint-every", "2", "--log-every", "1", "--validate-every", "1000", "--ema", "0.9", *extra,
+    ]
+
+
+def train_command(photo_dir: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
+    """The same training as a separate process, which can be killed like a real run."""
+    return [sys.executable, "-m", "arbiscale.cli.main", *train_argv(photo_dir, run_dir, steps, *extra)]
+
+
+def environment(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+
+
+def run_to_end(command: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def kill_after_a_checkpoint(command: list[str], run_dir: Path, env: dict[str, str]) -> int:
+    """Start training, SIGKILL it as soon as a checkpoint at step >= KILL_AFTER is published; its step."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            published = list_checkpoints(run_dir)
+            if published and checkpoint_step(published[-1]) >= KILL_AFTER:
+                break
+            assert process.poll() is None, f"training ended before it could be killed:\n{process.stderr.read()[-3000:]}"
+            time.sleep(0.01)
+        else:
+            raise AssertionError("no checkpoint appeared in time")
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    return checkpoint_step(list_checkpoints(run_dir)[-1])
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_component(ImplicitAutoencoder, model_dir).state_dict()
+
+
+def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_back(tmp_path, photo_dir, cli):
+    env = environment(tmp_path)
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    assert cli(*train_argv(photo_dir, reference_dir, STEPS)).code == 0  # never interrupted (in this process: faster)
+    reference = metrics(reference_dir)
+
+    killed_at = kill_after_a_checkpoint(train_command(photo_dir, run_dir, STEPS), run_dir, env)
+    assert KILL_AFTER <= killed_at < STEPS
+    assert not (run_dir / "model").exists()
+    # lines up to the checkpoint are whole (a step is logged before it is checkpointed); a later one may be cut
+    logged = (run_dir / "metrics.jsonl").read_text().splitlines()[:killed_at]
+    assert [json.loads(line)["step"] for line in logged] == list(range(1, killed_at + 1))
+
+    stderr = run_to_end(train_command(photo_dir, run_dir, STEPS, "--resume"), env)
+    assert f"(step {killed_at})" in stderr and "warning" not in stderr
+    history = metrics(run_dir)
+    assert [line["step"] for line in history] == list(range(1, STEPS + 1))  # increasing, no step twice, ends at STEPS
+    for line, expected in zip(history, reference):
+        assert line["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7), line["step"]
+    assert history[-1]["val_psnr"] == pytest.approx(reference[-1]["val_psnr"], abs=1e-4)
+    resumed, uninterrupted = weights(run_dir / "model"), weights(reference_dir / "model")
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.allclose(resumed[name], tensor, atol=1e-5), name
+    assert not list(run_dir.rglob(".tmp-*")) and not list(run_dir.rglob(".old-*"))  # no half-written leftovers
+
+    # Damage the newest checkpoint: resuming warns once and replays from the one before.
+    previous, newest = list_checkpoints(run_dir)
+    previous_step = checkpoint_step(previous)
+    damaged = newest / "model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    outcome = cli(*train_argv(photo_dir, run_dir, STEPS + 2, "--resume"))
+    assert outcome.code == 0
+    stderr = outcome.err
+    warnings = [line for line in stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and newest.name in warnings[0] and "model.safetensors" in warnings[0]
+    assert f"(step {previous_step})" in stderr
+    history = metrics(run_dir)
+    assert [line["step"] for line in history] == list(range(1, STEPS + 3))
+    for line, expected in zip(history[STEPS - 2 : STEPS], reference[STEPS - 2 : STEPS]):  # the replayed steps
+        assert line["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7), line["step"]
+    assert [checkpoint_step(path) for path in list_checkpoints(run_dir)] == [STEPS, STEPS + 2]
+    assert weights(run_dir / "model")

@@ -9,6 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from arbiscale.models import ImplicitAutoencoder, LatentDenoiser
+from arbiscale.pipelines import GenerationPipeline, UpscalePipeline
+from arbiscale.presets import get_preset
+from arbiscale.sampling import make_scheduler
+
 # The suite runs as `pytest -n 2` on 2 cores: more than one thread per worker oversubscribes the CPU and
 # makes small convolutions over 10x slower.
 torch.set_num_threads(1)
@@ -33,3 +38,17 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory, real_photos: dict[str, n
         left = (photo.shape[1] - 160) // 2
         Image.fromarray(photo[top : top + 128, left : left + 160]).save(folder / f"{name}.png")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sr/` and `gen/` pipeline folders of the tiny preset with random weights (one shared autoencoder)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    preset = get_preset("tiny")
+    torch.manual_seed(0)
+    autoencoder = ImplicitAutoencoder(**preset.autoencoder)
+    for task, pipeline_class in (("sr", UpscalePipeline), ("gen", GenerationPipeline)):
+        denoiser = LatentDenoiser.from_preset(preset, task)
+        denoiser.set_latent_scale(50.0)
+        pipeline_class(autoencoder, denoiser, make_scheduler("ddpm")).save_pretrained(root / task)
+    return root

@@ -3,32 +3,13 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from arbiscale.cli import inference_options
 from arbiscale.cli.main import main
-from arbiscale.models import ImplicitAutoencoder
-from arbiscale.models.unet import LatentDenoiser
-from arbiscale.pipelines import GenerationPipeline, UpscalePipeline
-from arbiscale.presets import get_preset
-from arbiscale.sampling import make_scheduler
 
 FAST = ["--steps", "2", "--no-progress"]
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Tiny randomly initialised SR and generation models saved as the CLI expects them."""
-    root = tmp_path_factory.mktemp("models")
-    preset = get_preset("tiny")
-    torch.manual_seed(0)
-    autoencoder = ImplicitAutoencoder(**preset.autoencoder)
-    for task, pipeline_class in (("sr", UpscalePipeline), ("gen", GenerationPipeline)):
-        denoiser = LatentDenoiser.from_preset(preset, task)
-        denoiser.set_latent_scale(50.0)
-        pipeline_class(autoencoder, denoiser, make_scheduler("ddpm")).save_pretrained(root / task)
-    return root
 
 
 def write_image(path, size, channels=3, seed=0):
@@ -49,50 +30,50 @@ def one_error_line(capsys, option):
     assert "Traceback" not in err and option in lines[0]
 
 
-def test_upscale_file_to_folder_at_a_non_integer_scale(tmp_path, models, capsys):
+def test_upscale_file_to_folder_at_a_non_integer_scale(tmp_path, tiny_models, capsys):
     source = write_image(tmp_path / "photo.png", (10, 14))
-    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "-s", "2.37", "--model", str(models / "sr"), *FAST]) == 0
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "-s", "2.37", "--model", str(tiny_models / "sr"), *FAST]) == 0
     assert Image.open(tmp_path / "out" / "photo_x2.37.png").size == (33, 24)  # PIL sizes are (W, H)
     assert "photo_x2.37.png" in capsys.readouterr().out
 
 
-def test_upscale_to_an_explicit_size_and_single_file(tmp_path, models):
+def test_upscale_to_an_explicit_size_and_single_file(tmp_path, tiny_models):
     source = write_image(tmp_path / "photo.png", (10, 14))
-    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "--size", "50x20", "--model", str(models / "sr"), *FAST]) == 0
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "--size", "50x20", "--model", str(tiny_models / "sr"), *FAST]) == 0
     assert Image.open(tmp_path / "out" / "photo_50x20.png").size == (20, 50)
     target = tmp_path / "single.jpg"
-    assert main(["upscale", str(source), "-o", str(target), "-s", "3.7", "--model", str(models / "sr"), *FAST]) == 0
+    assert main(["upscale", str(source), "-o", str(target), "-s", "3.7", "--model", str(tiny_models / "sr"), *FAST]) == 0
     assert Image.open(target).size == (52, 37)
 
 
-def test_several_samples_get_suffixes_and_differ(tmp_path, models):
+def test_several_samples_get_suffixes_and_differ(tmp_path, tiny_models):
     source = write_image(tmp_path / "photo.png", (8, 8))
     out = tmp_path / "out"
-    assert main(["upscale", str(source), "-o", str(out), "-s", "2", "--num-samples", "2", "--model", str(models / "sr"), *FAST]) == 0
+    assert main(["upscale", str(source), "-o", str(out), "-s", "2", "--num-samples", "2", "--model", str(tiny_models / "sr"), *FAST]) == 0
     first, second = out / "photo_x2_s0.png", out / "photo_x2_s1.png"
     assert np.abs(pixels(first) - pixels(second)).max() > 0
     # sample k uses seed + k: a one-sample run with --seed 1 reproduces the second sample
-    assert main(["upscale", str(source), "-o", str(tmp_path / "again.png"), "-s", "2", "--seed", "1", "--model", str(models / "sr"), *FAST]) == 0
+    assert main(["upscale", str(source), "-o", str(tmp_path / "again.png"), "-s", "2", "--seed", "1", "--model", str(tiny_models / "sr"), *FAST]) == 0
     assert np.abs(pixels(tmp_path / "again.png") - pixels(second)).max() <= 1
 
 
-def test_same_seed_same_file_other_seed_other_file(tmp_path, models):
+def test_same_seed_same_file_other_seed_other_file(tmp_path, tiny_models):
     source = write_image(tmp_path / "photo.png", (8, 12))
     runs = {}
     for name, seed in (("a.png", "5"), ("b.png", "5"), ("c.png", "6")):
-        assert main(["upscale", str(source), "-o", str(tmp_path / name), "-s", "2", "--seed", seed, "--model", str(models / "sr"), *FAST]) == 0
+        assert main(["upscale", str(source), "-o", str(tmp_path / name), "-s", "2", "--seed", seed, "--model", str(tiny_models / "sr"), *FAST]) == 0
         runs[name] = pixels(tmp_path / name)
     assert np.array_equal(runs["a.png"], runs["b.png"])
     assert not np.array_equal(runs["a.png"], runs["c.png"])
 
 
-def test_folder_run_skips_a_bad_file_and_fails_at_the_end(tmp_path, models, capsys):
+def test_folder_run_skips_a_bad_file_and_fails_at_the_end(tmp_path, tiny_models, capsys):
     inputs = tmp_path / "in"
     write_image(inputs / "one.png", (8, 10))
     write_image(inputs / "nested" / "two.jpg", (10, 8), seed=1)
     (inputs / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "out"
-    assert main(["upscale", str(inputs), "-o", str(out), "-s", "1.5", "--model", str(models / "sr"), *FAST]) == 1
+    assert main(["upscale", str(inputs), "-o", str(out), "-s", "1.5", "--model", str(tiny_models / "sr"), *FAST]) == 1
     assert Image.open(out / "one_x1.5.png").size == (15, 12)
     assert Image.open(out / "nested" / "two_x1.5.png").size == (12, 15)
     assert not (out / "broken_x1.5.png").exists()
@@ -100,18 +81,18 @@ def test_folder_run_skips_a_bad_file_and_fails_at_the_end(tmp_path, models, caps
     assert "broken.png" in err and "Traceback" not in err
 
 
-def test_transparency_is_kept(tmp_path, models):
+def test_transparency_is_kept(tmp_path, tiny_models):
     source = write_image(tmp_path / "logo.png", (8, 8), channels=4)
-    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(models / "sr"), *FAST]) == 0
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(tiny_models / "sr"), *FAST]) == 0
     result = Image.open(tmp_path / "out" / "logo_x2.png")
     assert result.mode == "RGBA" and result.size == (16, 16)
 
 
-def test_existing_output_is_refused_unless_overwrite(tmp_path, models, capsys):
+def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_models, capsys):
     source = write_image(tmp_path / "photo.png", (8, 8))
     target = tmp_path / "result.png"
     target.write_bytes(b"keep me")
-    command = ["upscale", str(source), "-o", str(target), "-s", "2", "--model", str(models / "sr"), *FAST]
+    command = ["upscale", str(source), "-o", str(target), "-s", "2", "--model", str(tiny_models / "sr"), *FAST]
     assert main(command) == 2
     one_error_line(capsys, "--overwrite")
     assert target.read_bytes() == b"keep me"
@@ -133,18 +114,18 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, models, capsys):
         (["-s", "2", "--max-latent-side", "x"], "--max-latent-side"),
     ],
 )
-def test_bad_upscale_values_exit_2_with_one_line(tmp_path, models, capsys, monkeypatch, options, option):
+def test_bad_upscale_values_exit_2_with_one_line(tmp_path, tiny_models, capsys, monkeypatch, options, option):
     monkeypatch.chdir(tmp_path)
     source = write_image(tmp_path / "photo.png", (10, 10))
-    assert main(["upscale", str(source), "-o", "out", "--model", str(models / "sr"), *options]) == 2
+    assert main(["upscale", str(source), "-o", "out", "--model", str(tiny_models / "sr"), *options]) == 2
     one_error_line(capsys, option)
 
 
-def test_missing_input_and_wrong_model_exit_2(tmp_path, models, capsys):
-    assert main(["upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(models / "sr")]) == 2
+def test_missing_input_and_wrong_model_exit_2(tmp_path, tiny_models, capsys):
+    assert main(["upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(tiny_models / "sr")]) == 2
     one_error_line(capsys, "does not exist")
     source = write_image(tmp_path / "photo.png", (8, 8))
-    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(models / "gen")]) == 2
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(tiny_models / "gen")]) == 2
     one_error_line(capsys, "--model")
 
 
@@ -157,9 +138,9 @@ def test_no_bundled_model_is_a_clear_error(tmp_path, capsys, monkeypatch):
     one_error_line(capsys, "--model")
 
 
-def test_generate_renders_each_image_at_every_size(tmp_path, models, capsys):
+def test_generate_renders_each_image_at_every_size(tmp_path, tiny_models, capsys):
     out = tmp_path / "gen"
-    command = ["generate", "-o", str(out), "--size", "16x24", "--size", "8x8", "--num", "3", "--seed", "7", "--model", str(models / "gen"), *FAST]
+    command = ["generate", "-o", str(out), "--size", "16x24", "--size", "8x8", "--num", "3", "--seed", "7", "--model", str(tiny_models / "gen"), *FAST]
     assert main([*command, "--batch-size", "2"]) == 0
     for seed in (7, 8, 9):
         assert Image.open(out / f"seed{seed}_16x24.png").size == (24, 16)
@@ -179,9 +160,9 @@ def test_generate_renders_each_image_at_every_size(tmp_path, models, capsys):
      (["--size", "8x8", "--latent-size", "abc"], "--latent-size"), (["--size", "99999x8"], "--max-side"),
      (["--size", "8x8", "-o", "picture.png"], "folder")],
 )
-def test_bad_generate_values_exit_2_with_one_line(tmp_path, models, capsys, monkeypatch, options, option):
+def test_bad_generate_values_exit_2_with_one_line(tmp_path, tiny_models, capsys, monkeypatch, options, option):
     monkeypatch.chdir(tmp_path)
-    assert main(["generate", "-o", "gen", "--model", str(models / "gen"), *options]) == 2
+    assert main(["generate", "-o", "gen", "--model", str(tiny_models / "gen"), *options]) == 2
     one_error_line(capsys, option)
 
 

@@ -6,14 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 from arbiscale.cli.main import main
-from arbiscale.models import ImplicitAutoencoder
-from arbiscale.models.unet import LatentDenoiser
-from arbiscale.pipelines import GenerationPipeline, UpscalePipeline
-from arbiscale.presets import get_preset
-from arbiscale.sampling import make_scheduler
 
 # Fastest sampling the CLI accepts: these tests are about inputs and outputs, not image quality.
 FAST = ("--steps", "1", "--no-progress")
@@ -35,19 +29,6 @@ class Outcome:
         return lines[0]
 
 
-@pytest.fixture(scope="session")
-def saved_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`sr/` and `gen/` pipeline folders of the tiny preset with random weights (one shared autoencoder)."""
-    root = tmp_path_factory.mktemp("robust_models")
-    preset = get_preset("tiny")
-    torch.manual_seed(0)
-    autoencoder = ImplicitAutoencoder(**preset.autoencoder)
-    for task, pipeline_class in (("sr", UpscalePipeline), ("gen", GenerationPipeline)):
-        denoiser = LatentDenoiser.from_preset(preset, task)
-        denoiser.set_latent_scale(50.0)
-        pipeline_class(autoencoder, denoiser, make_scheduler("ddpm")).save_pretrained(root / task)
-    return root
-
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture):
@@ -63,10 +44,10 @@ def cli(capsys: pytest.CaptureFixture):
 
 
 @pytest.fixture
-def upscale(cli, saved_models: Path):
+def upscale(cli, tiny_models: Path):
     """`arbiscale upscale` with the tiny SR model and one sampling step (options in `argv` take precedence)."""
 
     def run(*argv: object) -> Outcome:
-        return cli("upscale", "--model", saved_models / "sr", *FAST, *argv)
+        return cli("upscale", "--model", tiny_models / "sr", *FAST, *argv)
 
     return run

@@ -98,11 +98,11 @@ def test_existing_outputs_stop_a_folder_run_before_any_work(tmp_path, photo, ups
     assert np.asarray(Image.open(out / "b_x2.png")).shape == (24, 32, 3)
 
 
-def test_generate_never_replaces_an_existing_image(tmp_path, cli, saved_models):
+def test_generate_never_replaces_an_existing_image(tmp_path, cli, tiny_models):
     out = tmp_path / "gen"
     out.mkdir()
     (out / "seed3_8x8.png").write_bytes(b"keep me")
-    command = ("generate", "-o", out, "--size", "8x8", "--size", "12x12", "--seed", "3", "--model", saved_models / "gen", "--steps", "1", "--no-progress")
+    command = ("generate", "-o", out, "--size", "8x8", "--size", "12x12", "--seed", "3", "--model", tiny_models / "gen", "--steps", "1", "--no-progress")
     line = cli(*command).error_line()
     assert "seed3_8x8.png" in line and "--overwrite" in line
     assert [p.name for p in out.iterdir()] == ["seed3_8x8.png"] and (out / "seed3_8x8.png").read_bytes() == b"keep me"

@@ -15,9 +15,9 @@ from arbiscale.models import ImplicitAutoencoder
 
 
 @pytest.fixture
-def model_copy(tmp_path, saved_models):
+def model_copy(tmp_path, tiny_models):
     """A private copy of the tiny SR model folder, free to damage."""
-    return shutil.copytree(saved_models / "sr", tmp_path / "model")
+    return shutil.copytree(tiny_models / "sr", tmp_path / "model")
 
 
 @pytest.fixture

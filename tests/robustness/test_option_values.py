@@ -91,17 +91,17 @@ def test_bad_upscale_values(tmp_path, monkeypatch, upscale, inputs, options, nam
         (["--size", "8x8", "--max-side", "4"], "--max-side"), (["--size", "8x8", "--dtype", "half"], "--dtype"),
     ],
 )
-def test_bad_generate_values(tmp_path, monkeypatch, cli, saved_models, options, named):
+def test_bad_generate_values(tmp_path, monkeypatch, cli, tiny_models, options, named):
     monkeypatch.chdir(tmp_path)
-    assert_refused(cli("generate", "-o", "gen", "--model", saved_models / "gen", "--no-progress", *options), named)
+    assert_refused(cli("generate", "-o", "gen", "--model", tiny_models / "gen", "--no-progress", *options), named)
     assert not (tmp_path / "gen").exists()
 
 
 # --- train ---------------------------------------------------------------------------------------------
 
 
-def train_argv(stage: str, inputs, run_dir, saved_models) -> list:
-    extra = {"autoencoder": [], "ldm": ["--task", "sr", "--autoencoder", saved_models / "sr" / "autoencoder"], "align": ["--model", saved_models / "sr"]}
+def train_argv(stage: str, inputs, run_dir, tiny_models) -> list:
+    extra = {"autoencoder": [], "ldm": ["--task", "sr", "--autoencoder", tiny_models / "sr" / "autoencoder"], "align": ["--model", tiny_models / "sr"]}
     return ["train", stage, *extra[stage], "--data", inputs, "--preset", "tiny", "--out", run_dir, "--steps", "1"]
 
 
@@ -120,19 +120,19 @@ def train_argv(stage: str, inputs, run_dir, saved_models) -> list:
         ("align", ["--denoise-weight", "inf"], "--denoise-weight"), ("align", ["--model", "no-model"], "no-model"),
     ],
 )
-def test_bad_train_values(tmp_path, monkeypatch, cli, inputs, saved_models, stage, options, named):
+def test_bad_train_values(tmp_path, monkeypatch, cli, inputs, tiny_models, stage, options, named):
     monkeypatch.chdir(tmp_path)
-    assert_refused(cli(*train_argv(stage, inputs, tmp_path / "run", saved_models), *options), named)
+    assert_refused(cli(*train_argv(stage, inputs, tmp_path / "run", tiny_models), *options), named)
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 training is allowed on a GPU")
-def test_fp16_training_on_the_cpu_is_refused_not_silently_fp32(tmp_path, cli, inputs, saved_models):
+def test_fp16_training_on_the_cpu_is_refused_not_silently_fp32(tmp_path, cli, inputs, tiny_models):
     run_dir = tmp_path / "run"
-    assert_refused(cli(*train_argv("autoencoder", inputs, run_dir, saved_models), "--mixed-precision", "fp16"), "--mixed-precision fp16")
+    assert_refused(cli(*train_argv("autoencoder", inputs, run_dir, tiny_models), "--mixed-precision", "fp16"), "--mixed-precision fp16")
     assert not run_dir.exists()
     # the refusal happens before accelerate's process-wide state is set, so a later run in this process works
-    assert cli(*train_argv("autoencoder", inputs, run_dir, saved_models), "--batch-size", "2").code == 0
+    assert cli(*train_argv("autoencoder", inputs, run_dir, tiny_models), "--batch-size", "2").code == 0
     assert (run_dir / "model").is_dir()
 
 
@@ -163,8 +163,8 @@ def test_bad_eval_sr_values(tmp_path, monkeypatch, cli, inputs, options, named):
         (["--grid-images", "two"], "--grid-images"), (["--ref", "nowhere"], "nowhere"), (["--steps", "-1"], "--steps"),
     ],
 )
-def test_bad_eval_gen_values(tmp_path, monkeypatch, cli, saved_models, options, named):
+def test_bad_eval_gen_values(tmp_path, monkeypatch, cli, tiny_models, options, named):
     monkeypatch.chdir(tmp_path)
-    argv = ["eval", "gen", "--model", saved_models / "gen", "--sizes", "16", "--num", "2", "--out", "report", "--no-progress", "--steps", "1"]
+    argv = ["eval", "gen", "--model", tiny_models / "gen", "--sizes", "16", "--num", "2", "--out", "report", "--no-progress", "--steps", "1"]
     assert_refused(cli(*argv, *options), named)
     assert not (tmp_path / "report").exists()

@@ -12,6 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# MLP rows (queries x ensemble neighbours) per step: 16384 x 128 float32 activations fit the L2/L3
+# caches; measured fastest on CPU in benchmarks/decoder_throughput.py.
+CACHE_ROWS = 16384
+
 
 def axis_neighbours(coord: torch.Tensor, length: int, local_ensemble: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Cell indices along one axis and their blend weights for coordinates in [-1, 1].
@@ -64,43 +68,71 @@ class ImplicitHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def project_features(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, h*w, hidden): the feature part of the first layer, once per cell."""
+        """(B, C, h, w) -> (B, h*w, hidden) float32: the per-cell part of the first layer, once per cell.
+
+        Besides the feature projection it holds the cell-centre part of the geometry term (see
+        `query`), so a query only adds the part that depends on its own coordinate and cell.
+        """
+        height, width = features.shape[-2:]
         if self.feature_unfold:
-            height, width = features.shape[-2:]
             features = F.unfold(features, 3, padding=1).view(features.shape[0], -1, height, width)
-        return self.feature_proj(features).flatten(2).transpose(1, 2)
+        projected = self.feature_proj(features).float().flatten(2).transpose(1, 2)
+        rows = torch.arange(height, device=features.device, dtype=torch.float32) * 2 + 1 - height
+        cols = torch.arange(width, device=features.device, dtype=torch.float32) * 2 + 1 - width
+        centres = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)  # centre * grid size
+        with torch.autocast(features.device.type, enabled=False):
+            return (projected - centres @ self.geometry_proj.weight[:, :2].float().t()).contiguous()
 
     def query(self, projected: torch.Tensor, feature_size: tuple[int, int], coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        """Predict (B, Q, out) at coordinates (B, Q, 2) with cells (B, Q, 2) from projected features."""
+        """Predict (B, Q, out) at coordinates (B, Q, 2) with cells (B, Q, 2) from projected features.
+
+        The geometry term G @ [(coord - centre) * grid, cell * grid] splits into a per-query part
+        (coord, cell) and a per-cell part (centre); the per-cell part is folded into the projected
+        features, so the geometry projection runs once per query and is shared by its K ensemble
+        neighbours. The K neighbours then run through the MLP as one batch of rows; the last layer
+        is linear and the blend weights sum to one, so hidden states are blended before it. The
+        first layer stays float32 under autocast: it adds terms of similar size that cancel.
+        """
+        batch, num_queries = coord.shape[:2]
         height, width = feature_size
         grid_scale = coord.new_tensor([height, width])
         rows, row_weights = axis_neighbours(coord[..., 0], height, self.local_ensemble)
         cols, col_weights = axis_neighbours(coord[..., 1], width, self.local_ensemble)
-        hidden = projected.shape[-1]
-        output = 0
-        for row, row_weight in zip(rows, row_weights):
-            for col, col_weight in zip(cols, col_weights):
-                flat = (row * width + col).unsqueeze(-1).expand(-1, -1, hidden)
-                centre = torch.stack([(2 * row + 1) / height - 1, (2 * col + 1) / width - 1], dim=-1)
-                geometry = (coord - centre) * grid_scale
-                if self.cell_decode:
-                    geometry = torch.cat([geometry, cell * grid_scale], dim=-1)
-                first = torch.gather(projected, 1, flat) + self.geometry_proj(geometry.to(projected.dtype))
-                output = output + self.mlp(first) * (row_weight * col_weight).unsqueeze(-1).to(first.dtype)
-        return output
+        offset = torch.arange(batch, device=coord.device).view(batch, 1) * (height * width)
+        flat = torch.stack([r * width + c + offset for r in rows for c in cols], dim=-1).reshape(-1)
+        weight = torch.stack([wr * wc for wr in row_weights for wc in col_weights], dim=-1)
+        geometry = coord * grid_scale
+        if self.cell_decode:
+            geometry = torch.cat([geometry, cell * grid_scale], dim=-1)
+        with torch.autocast(coord.device.type, enabled=False):
+            per_query = geometry.reshape(batch * num_queries, -1) @ self.geometry_proj.weight.to(coord.dtype).t()
+            state = projected.reshape(-1, projected.shape[-1]).index_select(0, flat).view(batch * num_queries, weight.shape[-1], -1)
+            state = torch.relu_(state.add_(per_query.unsqueeze(1)))
+        *body, last = self.mlp
+        for layer in body[1:]:
+            state = torch.relu_(state) if isinstance(layer, nn.ReLU) else layer(state)
+        blended = torch.bmm(weight.view(batch * num_queries, 1, -1).to(state.dtype), state)
+        return last(blended).view(batch, num_queries, -1)
 
     def forward(self, features: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        """Render features (B, C, h, w) at coord (B, Q, 2); queries run in chunks of `chunk_size`."""
+        """Render features (B, C, h, w) at coord (B, Q, 2); at most `chunk_size` queries per step.
+
+        On the CPU, steps are also capped at CACHE_ROWS MLP rows whatever `chunk_size` allows: the
+        MLP's activations then stay in cache, which is faster than one large matmul per chunk.
+        """
         batch, num_queries = coord.shape[:2]
         if cell.dim() < 3:
             cell = cell.reshape(-1, 1, 2)
         cell = cell.to(coord.dtype).expand(batch, num_queries, 2)
         projected = self.project_features(features)
         size = features.shape[-2:]
-        if chunk_size is None or chunk_size >= num_queries:
+        step = num_queries if chunk_size is None else chunk_size
+        if coord.device.type == "cpu":
+            step = min(step, max(1, CACHE_ROWS // (batch * (4 if self.local_ensemble else 1))))
+        if step >= num_queries:
             return self.query(projected, size, coord, cell)
         pieces = [
-            self.query(projected, size, coord[:, start : start + chunk_size], cell[:, start : start + chunk_size])
-            for start in range(0, num_queries, chunk_size)
+            self.query(projected, size, coord[:, start : start + step], cell[:, start : start + step])
+            for start in range(0, num_queries, step)
         ]
         return torch.cat(pieces, dim=1)

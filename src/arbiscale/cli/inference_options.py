@@ -30,7 +30,9 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eta", metavar="F", help="DDIM noise scale in [0, 1] (default 1, the paper's setting); ddim only")
     parser.add_argument("--seed", metavar="S", default="0", help="random seed; output k uses seed + k (default 0)")
     parser.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default auto: cuda if available)")
-    parser.add_argument("--dtype", metavar="TYPE", default="fp32", help="fp32, bf16 or fp16 network precision (default fp32)")
+    parser.add_argument(
+        "--dtype", metavar="TYPE", default="auto", help="auto, fp32, bf16 or fp16 network precision (default auto: fp32 on CPU, bf16 on GPU)"
+    )
     parser.add_argument("--max-side", metavar="PX", default=str(DEFAULT_MAX_SIDE), help=f"largest output side in pixels (default {DEFAULT_MAX_SIDE})")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -43,6 +45,16 @@ def positive_int(text: str, option: str) -> int:
         raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} 4") from None
     if value < 1:
         raise UserError(f"{option} must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str, option: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} 8") from None
+    if value < 0:
+        raise UserError(f"{option} must be 0 or more, got {value}")
     return value
 
 
@@ -99,15 +111,22 @@ def generators(seed: int, count: int) -> list[torch.Generator]:
 def device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtype | None]:
     if args.device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device {args.device!r} is unknown: choose cpu, cuda or auto")
-    if args.dtype not in DTYPES:
-        raise UserError(f"--dtype {args.dtype!r} is unknown: choose one of {', '.join(DTYPES)}")
+    if args.dtype != "auto" and args.dtype not in DTYPES:
+        raise UserError(f"--dtype {args.dtype!r} is unknown: choose auto or one of {', '.join(DTYPES)}")
     cuda = torch.cuda.is_available()
     if args.device == "cuda" and not cuda:
         raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and cuda) else "cpu")
     if args.dtype == "fp16" and device.type == "cpu":
         raise UserError("--dtype fp16 needs a GPU: use --dtype bf16 or fp32 on the CPU")
+    if args.dtype == "auto":
+        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
     return device, DTYPES[args.dtype]
+
+
+def bundled_model_dir(name: str) -> Path:
+    """Where the default model called `name` ("sr" or "gen") ships inside the package."""
+    return Path(str(resources.files("arbiscale") / "weights" / name))
 
 
 def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.Namespace, bundled_name: str) -> LatentImplicitPipeline:
@@ -116,7 +135,7 @@ def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.N
     if args.model is not None:
         folder = Path(args.model)
     else:
-        folder = Path(str(resources.files("arbiscale") / "weights" / bundled_name))
+        folder = bundled_model_dir(bundled_name)
         if not (folder / "model_index.json").is_file():
             raise UserError(f"no default model is installed (expected arbiscale/weights/{bundled_name}): pass --model DIR with a saved model")
     pipe = pipeline_class.from_pretrained(folder).to(device)

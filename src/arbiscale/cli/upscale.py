@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..data.images import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image_with_alpha, save_image, tensor_to_image
 from ..errors import UserError
+from ..pipelines.memory import parse_memory
 from ..pipelines.upscale import UpscalePipeline
 from ..sampling.sizes import output_size
 from .inference_options import (
@@ -25,6 +26,7 @@ from .inference_options import (
     generators,
     load_pipeline,
     max_side,
+    non_negative_int,
     parse_seed,
     positive_float,
     positive_int,
@@ -43,7 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", metavar="HxW", help="exact output size HxW, e.g. 384x256 (aspect ratio free)")
     parser.add_argument("--num-samples", default="1", metavar="K", help="samples per input (default 1)")
     parser.add_argument(
-        "--max-latent-side", metavar="N", help="cap on the sampled latent's longer side (default 8 x the model's training latent side)"
+        "--max-latent-side", metavar="N",
+        help="cap on the sampled latent's longer side (default 8 x the model's training latent side; none with --tile or --max-memory)",
+    )
+    parser.add_argument(
+        "--tile", metavar="N",
+        help="sample, encode and decode in tiles of N x N latent cells (N x f pixels of the working image); "
+        "the latent then follows the output size. Default: tiles only where the budget needs them",
+    )
+    parser.add_argument("--tile-overlap", metavar="N", help="latent cells shared by neighbouring sampling tiles (default tile / 4)")
+    parser.add_argument(
+        "--max-memory", metavar="SIZE",
+        help="memory budget, e.g. 4GB (K/M/G are powers of 1024), from which tile and query-chunk sizes are chosen; "
+        "the latent then follows the output size. Default: the free memory, with the usual latent cap",
     )
     add_inference_options(parser)
     parser.set_defaults(run=run)
@@ -108,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
     num_samples = positive_int(args.num_samples, "--num-samples")
     settings = sampling_settings(args)
     max_latent_side = positive_int(args.max_latent_side, "--max-latent-side") if args.max_latent_side is not None else None
+    tiling = dict(
+        tile_size=positive_int(args.tile, "--tile") if args.tile is not None else None,
+        tile_overlap=non_negative_int(args.tile_overlap, "--tile-overlap") if args.tile_overlap is not None else None,
+        max_memory=parse_memory(args.max_memory) if args.max_memory is not None else None,
+    )
     seed = parse_seed(args)
     _, dtype = device_and_dtype(args)
     inputs = collect_inputs(args.inputs)
@@ -122,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             check_side_limit(out_size, limit)
             result = pipe(
                 image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),
-                num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **settings,
+                num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **tiling, **settings,
             )
             for image, output in zip(result.images, outputs):
                 save_image(with_alpha(tensor_to_image(image), alpha, output.suffix), output, overwrite=args.overwrite)

@@ -13,6 +13,12 @@ Scale semantics (implemented in `arbiscale.sampling.sizes`):
 4. Rendering: the sampled latent is decoded once, directly at (H, W), in chunks of query points.
    The decoder covers the same [-1, 1] square whatever the latent's size, so the output is exact
    and keeps the requested aspect ratio; past the cap, a larger scale only costs decoder time.
+5. Large images: with `tile_size` or `max_memory` the latent follows the output size (no default
+   cap; an explicit `max_latent_side` still applies) and each stage runs whole or in tiles, as the
+   budget allows (`pipelines.memory`): encoding and decoding in seamless tiles
+   (`pipelines.tiled_decode`), sampling in overlapping tiles blended at every step
+   (`sampling.tiling`). Without either, the budget is the free memory and the default cap stays,
+   so tiling only starts where the whole image would not fit.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from ..data.images import image_to_tensor, resize
 from ..errors import UserError
 from ..sampling.sample import Generator, sample_latents
 from ..sampling.sizes import check_latent_size, output_size, working_latent_size
+from ..sampling.tiling import TiledDenoiser
 from .base import LatentImplicitPipeline
+from .memory import TilePlan, available_memory, parse_memory, plan_tiles
+from .tiled_decode import tiled_decode, tiled_encode
 
 # The default cap on the sampled latent's longer side, in multiples of the training latent side:
 # the UNet is convolutional and runs beyond its training size, but its cost grows with the area.
@@ -37,10 +46,12 @@ MAX_LATENT_FACTOR = 8
 @dataclass
 class UpscaleOutput(BaseOutput):
     """`images` (B * num_samples, 3, H, W) in [-1, 1], image-major; `latents` are the raw (unscaled)
-    sampled latents, so `autoencoder.decode(latents, size)` renders them at any other size."""
+    sampled latents, so `autoencoder.decode(latents, size)` renders them at any other size; `tiling`
+    says which stages ran in tiles, and at what sizes."""
 
     images: torch.Tensor
     latents: torch.Tensor
+    tiling: TilePlan | None = None
 
 
 class UpscalePipeline(LatentImplicitPipeline):
@@ -60,13 +71,18 @@ class UpscalePipeline(LatentImplicitPipeline):
         size: tuple[int, int] | None = None,
         latent_size: tuple[int, int] | None = None,
         max_latent_side: int | None = None,
+        follow_output: bool = False,
     ) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(output (H, W), latent (h, w)) for an input size and a scale or size."""
+        """(output (H, W), latent (h, w)) for an input size and a scale or size; `follow_output`
+        drops the default cap (tiled runs), so the latent is the output size over the factor."""
         out_size = output_size(input_size, scale, size)
         multiple = self.denoiser.size_multiple
         if latent_size is not None:
             return out_size, check_latent_size(latent_size, multiple)
-        cap = self.default_max_latent_side() if max_latent_side is None else max_latent_side
+        if max_latent_side is not None:
+            cap = max_latent_side
+        else:
+            cap = max(out_size) + multiple if follow_output else self.default_max_latent_side()
         return out_size, working_latent_size(out_size, self.autoencoder.downsample_factor, multiple, cap)
 
     def as_batch(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
@@ -98,22 +114,51 @@ class UpscalePipeline(LatentImplicitPipeline):
         max_latent_side: int | None = None,
         decode_chunk: int = 65536,
         autocast_dtype: torch.dtype | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        max_memory: int | str | None = None,
     ) -> UpscaleOutput:
-        """Upsample each image `num_samples` times; a list of generators gives one seed per output image."""
+        """Upsample each image `num_samples` times; a list of generators gives one seed per output image.
+
+        `tile_size` (latent cells; sampling, encoding and decoding), `tile_overlap` (latent cells
+        shared by neighbouring sampling tiles) and `max_memory` (bytes, or a size such as "4GB")
+        handle large images: see point 5 of the module docstring. `decode_chunk` is then an upper
+        bound on the query points per step, lowered to fit the budget.
+        """
         if num_samples < 1:
             raise UserError(f"the number of samples must be at least 1, got {num_samples}")
         low_res = self.as_batch(images)
-        out_size, latent_hw = self.working_size(tuple(low_res.shape[-2:]), scale, size, latent_size, max_latent_side)
-        factor = self.autoencoder.downsample_factor
-        conditioning_image = resize(low_res, (latent_hw[0] * factor, latent_hw[1] * factor))
+        tiled = tile_size is not None or max_memory is not None
+        out_size, latent_hw = self.working_size(tuple(low_res.shape[-2:]), scale, size, latent_size, max_latent_side, tiled)
+        budget = parse_memory(max_memory) if max_memory is not None else available_memory(self.device)
+        plan = plan_tiles(
+            self.autoencoder, self.denoiser, low_res.shape[0] * num_samples, latent_hw, out_size, budget,
+            tile_size, tile_overlap, self.default_max_latent_side(), decode_chunk,
+        )
         latent_scale = self.denoiser.config.latent_scale
         scheduler = self.make_sampler(sampler)
+        denoiser = self.denoiser
+        if plan.sample_tile is not None:
+            denoiser = TiledDenoiser(self.denoiser, plan.sample_tile, plan.sample_overlap, plan.tile_batch)
         with self.precision(autocast_dtype):
-            condition = self.autoencoder.encode(conditioning_image).float() * latent_scale
+            condition = self.encode_condition(low_res, latent_hw, plan) * latent_scale
             condition = condition.repeat_interleave(num_samples, dim=0)
             latents = sample_latents(
-                self.denoiser, scheduler, tuple(condition.shape), condition, num_inference_steps,
+                denoiser, scheduler, tuple(condition.shape), condition, num_inference_steps,
                 self.resolve_eta(sampler, eta), generator, self.progress_bar,
             ) / latent_scale
-            upscaled = self.render(latents, out_size, decode_chunk)
-        return UpscaleOutput(images=upscaled, latents=latents)
+            del condition
+            if plan.code_tile is None:
+                upscaled = self.render(latents, out_size, plan.decode_chunk)
+            else:
+                upscaled = tiled_decode(self.autoencoder, latents, out_size, plan.code_tile, plan.decode_chunk, plan.stat_tiles).clamp_(-1, 1)
+        return UpscaleOutput(images=upscaled, latents=latents, tiling=plan)
+
+    def encode_condition(self, low_res: torch.Tensor, latent_hw: tuple[int, int], plan: TilePlan) -> torch.Tensor:
+        """The unscaled float32 latent of the input resized to the working image size (which is only
+        held while this runs: at 24 megapixels it is the largest tensor of the run)."""
+        factor = self.autoencoder.downsample_factor
+        conditioning_image = resize(low_res, (latent_hw[0] * factor, latent_hw[1] * factor))
+        if plan.code_tile is None:
+            return self.autoencoder.encode(conditioning_image).float()
+        return tiled_encode(self.autoencoder, conditioning_image, plan.code_tile, plan.stat_tiles).float()

@@ -1,0 +1,69 @@
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from arbiscale.cli.inference_options import device_and_dtype
+from arbiscale.cli.main import main
+from arbiscale.data.images import image_to_tensor, tensor_to_image
+from arbiscale.models import ImplicitAutoencoder
+from arbiscale.models.unet import LatentDenoiser
+from arbiscale.pipelines import UpscalePipeline
+from arbiscale.presets import get_preset
+from arbiscale.sampling import make_scheduler
+
+FAST = ["--steps", "2", "--no-progress", "--sampler", "ddim", "--eta", "0"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    preset = get_preset("tiny")
+    denoiser = LatentDenoiser.from_preset(preset, "sr")
+    denoiser.set_latent_scale(50.0)
+    UpscalePipeline(ImplicitAutoencoder(**preset.autoencoder), denoiser, make_scheduler("ddpm")).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def photo(tmp_path, real_photos):
+    path = tmp_path / "photo.png"
+    Image.fromarray(real_photos["coffee"][100:124:1, 200:240]).save(path)
+    return path
+
+
+def test_tiled_upscale_writes_what_the_pipeline_makes(tmp_path, model_dir, photo):
+    out = tmp_path / "tiled.png"
+    options = ["--tile", "12", "--tile-overlap", "4", "--max-memory", "1GB"]
+    assert main(["upscale", str(photo), "-o", str(out), "-s", "3", "--model", str(model_dir), *options, *FAST]) == 0
+    assert Image.open(out).size == (120, 72)
+    pipe = UpscalePipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    result = pipe(
+        image_to_tensor(Image.open(photo).convert("RGB")), scale=3, num_inference_steps=2, eta=0.0,
+        generator=[torch.Generator().manual_seed(0)], tile_size=12, tile_overlap=4, max_memory="1GB",
+    )
+    assert result.tiling.sample_tile == 12 and result.tiling.code_tile == 12
+    expected = np.asarray(tensor_to_image(result.images[0])).astype(int)
+    assert np.abs(np.asarray(Image.open(out)).astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("options", "option"),
+    [(["--tile", "0"], "--tile"), (["--tile", "7"], "multiple of 2"), (["--tile", "x"], "--tile"),
+     (["--tile", "8", "--tile-overlap", "-1"], "--tile-overlap"), (["--tile", "8", "--tile-overlap", "8"], "overlap"),
+     (["--max-memory", "lots"], "memory budget"), (["--max-memory", "1KB"], "--max-memory")],
+)
+def test_bad_tiling_values_exit_2_with_one_line(tmp_path, model_dir, photo, capsys, options, option):
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(model_dir), *options, *FAST]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and "Traceback" not in lines[0]
+
+
+def test_dtype_defaults_to_fp32_on_the_cpu():
+    args = argparse.Namespace(device="cpu", dtype="auto")
+    assert device_and_dtype(args) == (torch.device("cpu"), torch.float32)
+    assert device_and_dtype(argparse.Namespace(device="cpu", dtype="bf16"))[1] == torch.bfloat16

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -160,14 +162,10 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out if batched else out[0]
 
 
-def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: bool = False) -> Path:
-    """Write atomically (temp file + rename in the same folder); an existing file is kept unless `overwrite`."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], overwrite: bool = False) -> Path:
+    """Write through a temp file in the same folder and os.replace: a reader never sees half a file,
+    an interrupted write leaves nothing behind, and an existing file is kept unless `overwrite`."""
     path = Path(path)
-    if isinstance(image, torch.Tensor):
-        image = tensor_to_image(image)
-    image_format = Image.registered_extensions().get(path.suffix.lower())
-    if image_format is None:
-        raise UserError(f"cannot tell the image format of {path}: use a name ending in .png, .jpg, .webp, .bmp or .tif")
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists: pass --overwrite to replace it, or choose another name")
     try:  # a folder that is a file, or one we may not write to
@@ -177,8 +175,7 @@ def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: b
         raise UserError(f"cannot write {path}: {error}") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
-            image.save(handle, format=image_format, **options)
+            write(handle)
         os.replace(temp_name, path)
     except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)
@@ -186,3 +183,15 @@ def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: b
             raise UserError(f"cannot write {path}: {error}") from None
         raise
     return path
+
+
+def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: bool = False) -> Path:
+    """Save atomically (see `write_atomic`), in the format the file name's extension names."""
+    path = Path(path)
+    if isinstance(image, torch.Tensor):
+        image = tensor_to_image(image)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise UserError(f"cannot tell the image format of {path}: use a name ending in .png, .jpg, .webp, .bmp or .tif")
+    options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+    return write_atomic(path, lambda handle: image.save(handle, format=image_format, **options), overwrite)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..data.images import tensor_to_image
+from ..data.images import tensor_to_image, write_atomic
 from ..errors import UserError
 
 LABEL_HEIGHT = 18
@@ -37,29 +35,10 @@ def check_report_dir(folder: Path, names: Sequence[str], overwrite: bool) -> Non
         raise UserError(f"{folder / existing[0]}{more} already exists: pass --overwrite to replace the report, or choose another --out")
 
 
-def write_bytes_atomic(path: Path, data: bytes, overwrite: bool) -> Path:
-    """Write through a temp file in the same folder and os.replace, so a reader never sees half a file."""
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise UserError(f"cannot write {path}: {error}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temp_name, path)
-    except BaseException as error:
-        Path(temp_name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise UserError(f"cannot write {path}: {error}") from None
-        raise
-    return path
 
 
 def write_text(path: Path, text: str, overwrite: bool) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"), overwrite)
+    return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")), overwrite)
 
 
 def write_json(path: Path, data: dict, overwrite: bool) -> Path:
@@ -100,7 +79,7 @@ def _save_figure(figure, path: Path, overwrite: bool) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     figure.clf()
-    return write_bytes_atomic(path, buffer.getvalue(), overwrite)
+    return write_atomic(path, lambda handle: handle.write(buffer.getvalue()), overwrite)
 
 
 def plot_metrics_vs_scale(

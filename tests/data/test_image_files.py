@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -214,3 +216,12 @@ def test_save_refuses_unknown_formats(tmp_path):
     with pytest.raises(UserError, match="format"):
         save_image(Image.new("RGB", (2, 2)), tmp_path / "result.xyz")
     assert not list(tmp_path.iterdir())
+
+
+def test_saved_files_get_the_permissions_open_would_give(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = save_image(torch.zeros(3, 4, 4), tmp_path / "out.png")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -162,6 +162,12 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out if batched else out[0]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], overwrite: bool = False) -> Path:
     """Write through a temp file in the same folder and os.replace: a reader never sees half a file,
     an interrupted write leaves nothing behind, and an existing file is kept unless `overwrite`."""
@@ -176,6 +182,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], overwrite:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
+        os.chmod(temp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; give what open() would
         os.replace(temp_name, path)
     except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)

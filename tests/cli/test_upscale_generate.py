@@ -170,7 +170,7 @@ def test_console_exit_code_and_message_without_traceback(tmp_path):
     source = write_image(tmp_path / "photo.png", (8, 8))
     result = subprocess.run(
         [sys.executable, "-m", "arbiscale.cli.main", "upscale", str(source), "-o", str(tmp_path / "out"), "-s", "-1"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "arbiscale upscale: error: --scale must be a positive finite number, got -1"

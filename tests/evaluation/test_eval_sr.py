@@ -130,7 +130,7 @@ def test_two_processes_gather_the_same_report(tmp_path, eval_photos):
     command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--main_process_port", str(free_port()), "-m", "arbiscale.cli.main",
                *argv, "--out", str(tmp_path / "two")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = results_of(tmp_path / "one"), results_of(tmp_path / "two")
     assert one["processes"] == 1 and two["processes"] == 2

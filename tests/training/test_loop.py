@@ -218,7 +218,7 @@ def test_two_cpu_processes_train_resume_and_save(tmp_path, photo_dir):
             "--out", str(run_dir), "--steps", str(steps), "--batch-size", "2", "--log-every", "2",
             "--checkpoint-every", "2", "--validate-every", "4", *extra,
         ]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
 
     launch(4)

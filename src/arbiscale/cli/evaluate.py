@@ -24,14 +24,35 @@ from ..data.images import list_images
 from ..errors import UserError
 from ..evaluation.gen import REPORT_FILES, GenEvalConfig, evaluate_gen, write_gen_report
 from ..evaluation.report import check_report_dir
-from ..evaluation.sr import BASELINES, SrEvalConfig, evaluate_sr, evaluated_methods, report_files, write_sr_report
-from ..metrics import LPIPS, PROTOCOLS, RESIZE_METHODS, FeatureExtractor, load_feature_extractor, load_lpips
+from ..evaluation.sr import (
+    BASELINES,
+    SrEvalConfig,
+    evaluate_sr,
+    evaluated_methods,
+    report_files,
+    write_sr_report,
+)
+from ..metrics import (
+    LPIPS,
+    PROTOCOLS,
+    RESIZE_METHODS,
+    FeatureExtractor,
+    load_feature_extractor,
+    load_lpips,
+)
 from ..metrics.consistency import SELF_SSIM_MEASURES
 from ..metrics.psnr_ssim import ms_ssim_min_size
 from ..pipelines import GenerationPipeline, UpscalePipeline
 from ..pipelines.base import LatentImplicitPipeline
 from ..sampling.schedulers import SAMPLERS
-from .inference_options import device_and_dtype, parse_seed, positive_float, positive_int, sampling_settings, size_option
+from .inference_options import (
+    device_and_dtype,
+    int_at_least,
+    parse_seed,
+    positive_float,
+    sampling_settings,
+    size_option,
+)
 
 # Options that change where or how verbosely a run writes, not its numbers: left out of the recorded command.
 _NOT_RECORDED = {"run", "command", "eval_command", "overwrite", "no_progress"}
@@ -106,16 +127,6 @@ def _comma_list(text: str, option: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _non_negative_int(text: str, option: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} 3") from None
-    if value < 0:
-        raise UserError(f"{option} must be 0 or more, got {value}")
-    return value
-
-
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
         raise UserError(f"{option} {value!r} is unknown: choose one of {', '.join(choices)}")
@@ -157,16 +168,16 @@ def run_sr(args: argparse.Namespace) -> int:
         protocol=_choice(args.protocol, PROTOCOLS, "--protocol"),
         resize=args.resize,
         baselines=baselines,
-        samples=positive_int(args.samples, "--samples"),
+        samples=int_at_least(args.samples, "--samples"),
         seed=seed,
         sampling=settings,
         autocast_dtype=dtype,
-        grid_images=_non_negative_int(args.grid_images, "--grid-images"),
-        grid_crop=positive_int(args.grid_crop, "--grid-crop"),
+        grid_images=int_at_least(args.grid_images, "--grid-images", 0),
+        grid_crop=int_at_least(args.grid_crop, "--grid-crop"),
     )
     out = Path(args.out)
     check_report_dir(out, report_files(config), args.overwrite)
-    max_images = positive_int(args.max_images, "--max-images") if args.max_images is not None else None
+    max_images = int_at_least(args.max_images, "--max-images") if args.max_images is not None else None
     eval_set = open_eval_set(args.data, args.layout, args.split, max_images)
     lpips = load_lpips(args.lpips_alex, args.lpips_linear)
     if isinstance(lpips, LPIPS):
@@ -206,14 +217,14 @@ def run_gen(args: argparse.Namespace) -> int:
     sizes = tuple(size_option(text, "--sizes") for text in _comma_list(args.sizes, "--sizes"))
     config = GenEvalConfig(
         sizes=sizes,
-        num_images=positive_int(args.num, "--num"),
+        num_images=int_at_least(args.num, "--num"),
         seed=seed,
-        batch_size=positive_int(args.batch_size, "--batch-size"),
+        batch_size=int_at_least(args.batch_size, "--batch-size"),
         resize=args.resize,
         measure=_choice(args.measure, SELF_SSIM_MEASURES, "--measure"),
         sampling=settings,
         autocast_dtype=dtype,
-        grid_images=_non_negative_int(args.grid_images, "--grid-images"),
+        grid_images=int_at_least(args.grid_images, "--grid-images", 0),
     )
     smallest = min(min(size) for size in sizes)
     if config.measure == "ms-ssim" and smallest < ms_ssim_min_size():

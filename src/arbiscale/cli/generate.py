@@ -17,10 +17,10 @@ from .inference_options import (
     check_side_limit,
     device_and_dtype,
     generators,
+    int_at_least,
     load_pipeline,
     max_side,
     parse_seed,
-    positive_int,
     sampling_settings,
     size_option,
 )
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     limit = max_side(args)
     for size in sizes:
         check_side_limit(size, limit)
-    num = positive_int(args.num, "--num")
-    batch_size = positive_int(args.batch_size, "--batch-size")
+    num = int_at_least(args.num, "--num")
+    batch_size = int_at_least(args.batch_size, "--batch-size")
     latent_size = size_option(args.latent_size, "--latent-size") if args.latent_size is not None else None
     seed = parse_seed(args)
     settings = sampling_settings(args)

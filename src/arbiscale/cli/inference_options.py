@@ -38,23 +38,14 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def positive_int(text: str, option: str) -> int:
+def int_at_least(text: str, option: str, minimum: int = 1) -> int:
+    """A whole-number option value, at least `minimum`, or a one-line UserError naming the option."""
     try:
         value = int(text)
     except (TypeError, ValueError):
-        raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} 4") from None
-    if value < 1:
-        raise UserError(f"{option} must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str, option: str) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} 8") from None
-    if value < 0:
-        raise UserError(f"{option} must be 0 or more, got {value}")
+        raise UserError(f"{option} {text!r} is not a whole number: give e.g. {option} {max(minimum, 4)}") from None
+    if value < minimum:
+        raise UserError(f"{option} must be at least {minimum}, got {value}")
     return value
 
 
@@ -79,7 +70,7 @@ def sampling_settings(args: argparse.Namespace) -> dict:
     """Pipeline keyword arguments for the sampler options."""
     if args.sampler not in SAMPLERS:
         raise UserError(f"--sampler {args.sampler!r} is unknown: choose one of {', '.join(SAMPLERS)}")
-    settings = dict(num_inference_steps=positive_int(args.steps, "--steps"), sampler=args.sampler, eta=None)
+    settings = dict(num_inference_steps=int_at_least(args.steps, "--steps"), sampler=args.sampler, eta=None)
     if args.eta is not None:
         if args.sampler != "ddim":
             raise UserError(f"--eta only applies to --sampler ddim, not {args.sampler}: drop --eta")
@@ -144,7 +135,7 @@ def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.N
 
 
 def max_side(args: argparse.Namespace) -> int:
-    return positive_int(args.max_side, "--max-side")
+    return int_at_least(args.max_side, "--max-side")
 
 
 def check_side_limit(size: tuple[int, int], limit: int) -> None:

@@ -13,7 +13,14 @@ from accelerate.utils import set_seed
 
 from ..errors import UserError
 from ..presets import Preset, get_preset
-from .train import add_data_options, add_run_options, check_positive, report_saved, settings_from_args, validation_paths
+from .train import (
+    add_data_options,
+    add_run_options,
+    check_positive,
+    report_saved,
+    settings_from_args,
+    validation_paths,
+)
 
 
 def add_crop_options(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.images import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image_with_alpha, save_image, tensor_to_image
+from ..data.images import (
+    IMAGE_EXTENSIONS,
+    image_to_tensor,
+    list_images,
+    load_image_with_alpha,
+    save_image,
+    tensor_to_image,
+)
 from ..errors import UserError
 from ..pipelines.memory import parse_memory
 from ..pipelines.upscale import UpscalePipeline
@@ -24,12 +31,11 @@ from .inference_options import (
     check_side_limit,
     device_and_dtype,
     generators,
+    int_at_least,
     load_pipeline,
     max_side,
-    non_negative_int,
     parse_seed,
     positive_float,
-    positive_int,
     sampling_settings,
     size_option,
 )
@@ -119,12 +125,12 @@ def run(args: argparse.Namespace) -> int:
     limit = max_side(args)
     if size is not None:
         check_side_limit(size, limit)
-    num_samples = positive_int(args.num_samples, "--num-samples")
+    num_samples = int_at_least(args.num_samples, "--num-samples")
     settings = sampling_settings(args)
-    max_latent_side = positive_int(args.max_latent_side, "--max-latent-side") if args.max_latent_side is not None else None
+    max_latent_side = int_at_least(args.max_latent_side, "--max-latent-side") if args.max_latent_side is not None else None
     tiling = dict(
-        tile_size=positive_int(args.tile, "--tile") if args.tile is not None else None,
-        tile_overlap=non_negative_int(args.tile_overlap, "--tile-overlap") if args.tile_overlap is not None else None,
+        tile_size=int_at_least(args.tile, "--tile") if args.tile is not None else None,
+        tile_overlap=int_at_least(args.tile_overlap, "--tile-overlap", 0) if args.tile_overlap is not None else None,
         max_memory=parse_memory(args.max_memory) if args.max_memory is not None else None,
     )
     seed = parse_seed(args)

@@ -6,33 +6,15 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from arbiscale.errors import CheckpointMismatchError, UserError
-from arbiscale.models import ImplicitAutoencoder
 from arbiscale.models.unet import LatentDenoiser
 from arbiscale.pipelines import GenerationPipeline, UpscalePipeline
-from arbiscale.presets import get_preset
-from arbiscale.sampling import SAMPLERS, make_scheduler
+from arbiscale.sampling import SAMPLERS
 
 STEPS = 3
 
 
-def tiny_pipeline(pipeline_class, task):
-    """Randomly initialised tiny components; the latent scale keeps sampled latents in a sane range."""
-    torch.manual_seed(0)
-    preset = get_preset("tiny")
-    denoiser = LatentDenoiser.from_preset(preset, task)
-    denoiser.set_latent_scale(50.0)
-    pipe = pipeline_class(ImplicitAutoencoder(**preset.autoencoder), denoiser, make_scheduler("ddpm"))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 @pytest.fixture(scope="module")
-def upscaler():
-    return tiny_pipeline(UpscalePipeline, "sr")
-
-
-@pytest.fixture(scope="module")
-def generator_pipe():
+def generator_pipe(tiny_pipeline):
     return tiny_pipeline(GenerationPipeline, "gen")
 
 
@@ -150,7 +132,7 @@ def test_generation_latent_size_must_fit_the_unet(generator_pipe):
 
 
 @pytest.mark.parametrize(("pipeline_class", "task"), [(UpscalePipeline, "sr"), (GenerationPipeline, "gen")])
-def test_save_load_round_trip_gives_identical_outputs(tmp_path, pipeline_class, task):
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, pipeline_class, task, tiny_pipeline):
     pipe = tiny_pipeline(pipeline_class, task)
     pipe.save_pretrained(tmp_path)
     loaded = pipeline_class.from_pretrained(tmp_path)
@@ -167,7 +149,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, pipeline_class, 
 
 
 @pytest.fixture
-def saved_upscaler(tmp_path):
+def saved_upscaler(tmp_path, tiny_pipeline):
     tiny_pipeline(UpscalePipeline, "sr").save_pretrained(tmp_path)
     return tmp_path
 
@@ -190,7 +172,7 @@ def test_unexpected_weight_is_a_checkpoint_mismatch(saved_upscaler):
         UpscalePipeline.from_pretrained(saved_upscaler)
 
 
-def test_loading_refuses_the_other_task_and_non_models(saved_upscaler, tmp_path_factory):
+def test_loading_refuses_the_other_task_and_non_models(saved_upscaler, tmp_path_factory, tiny_pipeline):
     with pytest.raises(UserError, match="GenerationPipeline"):
         GenerationPipeline.from_pretrained(saved_upscaler)
     with pytest.raises(UserError, match="model_index.json"):

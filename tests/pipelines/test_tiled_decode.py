@@ -5,12 +5,9 @@ import torch
 
 from arbiscale.errors import UserError
 from arbiscale.models import ImplicitAutoencoder
-from arbiscale.models.unet import LatentDenoiser
-from arbiscale.pipelines import UpscalePipeline
 from arbiscale.pipelines.memory import parse_memory, plan_tiles
 from arbiscale.pipelines.tiled_decode import tile_windows, tiled_decode, tiled_encode
 from arbiscale.presets import get_preset
-from arbiscale.sampling import make_scheduler
 from arbiscale.sampling.tiling import tile_layout
 
 
@@ -86,21 +83,6 @@ def test_estimated_statistics_leave_no_seam():
     border, interior = band_masks((120, 150), decode_cuts((40, 50), (120, 150), 10, 15), 3)
     assert error.mean() > 1e-4
     assert error[border].mean() <= 1.1 * error[interior].mean()
-
-
-def tiny_upscaler():
-    torch.manual_seed(0)
-    preset = get_preset("tiny")
-    denoiser = LatentDenoiser.from_preset(preset, "sr")
-    denoiser.set_latent_scale(50.0)
-    pipe = UpscalePipeline(ImplicitAutoencoder(**preset.autoencoder), denoiser, make_scheduler("ddpm"))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def upscaler():
-    return tiny_upscaler()
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,15 @@ Same LR input (a 16x16 crop of skimage's astronaut photo), same sampler and numb
 UNet width (both sized by one preset); weights are randomly initialised, which does not change the
 work done. Each configuration runs in its own subprocess, so its peak memory is its own: on the
 CPU, peak resident memory (getrusage maxrss) minus the resident memory just before the run; on
-CUDA, torch.cuda.max_memory_allocated. Baseline configurations whose memory or time, projected
-from the largest scale it ran at (linear in output pixels, a lower bound: its attention is
-quadratic), exceed the budgets are skipped and marked so.
+CUDA, torch.cuda.max_memory_allocated. Peak memory is given with and without the returned
+(B, 3, H, W) float32 output, which is the result itself and cannot be avoided: ours allocates it
+when rendering starts, so without it the peak is the larger of the peak before rendering and the
+peak while rendering less the output; the baseline holds an output-sized image at every step, so
+its peak less one output. Baseline configurations above `--baseline-max-scale`, or whose memory or
+time, projected from the largest scale it ran at (linear in output pixels, a lower bound: its
+attention is quadratic), exceed the budgets are not run and marked so. `--latent-size 32` fixes our
+working latent at every scale (the paper's protocol: the UNet's cost stays constant and only
+decoding grows); by default it follows the output up to the pipeline's cap.
 
     python benchmarks/end_to_end.py --scales 8 12 30 100 200 --steps 3 --output /tmp/e2e.md
 """
@@ -26,7 +32,7 @@ import torch
 from skimage import data
 
 from arbiscale.data.images import resize
-from arbiscale.geometry import scaled_size
+from arbiscale.geometry import parse_size, scaled_size
 from arbiscale.models.autoencoder import ImplicitAutoencoder
 from arbiscale.models.idm import IDMStyleSR
 from arbiscale.models.unet import LatentDenoiser
@@ -46,6 +52,14 @@ def lr_input(side: int) -> torch.Tensor:
 def rss_bytes() -> int:
     with open("/proc/self/statm", encoding="utf-8") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def peak_bytes(device: torch.device) -> int:
+    """The peak so far: resident memory on the CPU, allocated memory on CUDA."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def time_denoiser_calls(denoiser: torch.nn.Module, device: torch.device) -> list[float]:
@@ -76,45 +90,56 @@ def run_one(args: argparse.Namespace) -> dict:
     preset = get_preset(args.preset)
     lr = lr_input(args.lr_size).to(device)
     generator = torch.Generator(device).manual_seed(0)
+    render_starts: list[int] = []  # the peak so far when our render began (the output is allocated there)
     if args.method == "ours":
         autoencoder = ImplicitAutoencoder(**preset.autoencoder)
         pipeline = UpscalePipeline(autoencoder, LatentDenoiser.from_preset(preset, "sr"), make_scheduler("ddpm")).to(device)
         pipeline.set_progress_bar_config(disable=True)
         denoiser = pipeline.denoiser
+        render = pipeline.render
 
-        def upscale(scale: float, steps: int) -> torch.Tensor:
+        def marked_render(*render_args, **render_kwargs) -> torch.Tensor:
+            render_starts.append(peak_bytes(device))
+            return render(*render_args, **render_kwargs)
+
+        pipeline.render = marked_render
+
+        def upscale(scale: float, steps: int, latent_size: tuple[int, int] | None) -> torch.Tensor:
             return pipeline(
-                lr, scale=scale, num_inference_steps=steps, sampler=args.sampler, generator=generator,
+                lr, scale=scale, num_inference_steps=steps, sampler=args.sampler, generator=generator, latent_size=latent_size,
                 decode_chunk=args.decode_chunk, autocast_dtype=torch.bfloat16 if args.bf16 else None,
             ).images
     else:
         model = denoiser = IDMStyleSR.from_preset(preset).to(device).eval()
 
-        def upscale(scale: float, steps: int) -> torch.Tensor:
+        def upscale(scale: float, steps: int, latent_size: tuple[int, int] | None) -> torch.Tensor:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 size = scaled_size(tuple(lr.shape[-2:]), scale)
                 return model.upscale(lr, size, num_inference_steps=steps, sampler=args.sampler, generator=generator)
 
     with torch.inference_mode():
-        upscale(2.0, 1)  # warm-up: thread pools, kernel selection and first-touch allocations are not the model's cost
+        upscale(2.0, 1, None)  # warm-up: thread pools, kernel selection and first-touch allocations are not the model's cost
     step_seconds = time_denoiser_calls(denoiser, device)
+    render_starts.clear()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    before = rss_bytes()
+    before = 0 if device.type == "cuda" else rss_bytes()
     start = time.perf_counter()
     with torch.inference_mode():
-        image = upscale(args.scale, args.steps)
+        image = upscale(args.scale, args.steps, args.latent_size)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    peak = peak_bytes(device)
     size = scaled_size(tuple(lr.shape[-2:]), args.scale)
     assert tuple(image.shape[-2:]) == size and torch.isfinite(image).all()
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    return {"seconds": seconds, "step_seconds": sum(step_seconds) / args.steps, "peak_bytes": peak, "size": list(size)}
+    output = image.numel() * image.element_size()
+    without_output = max(render_starts[0], peak - output) if render_starts else peak - output
+    return {
+        "seconds": seconds, "step_seconds": sum(step_seconds) / args.steps, "peak_bytes": peak - before,
+        "peak_without_output_bytes": max(without_output - before, 0), "output_bytes": output, "size": list(size),
+    }
 
 
 def main() -> None:
@@ -125,6 +150,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--decode-chunk", type=int, default=65536)
+    parser.add_argument("--latent-size", type=parse_size, help="our working latent HxW at every scale (e.g. 32); default: the pipeline's")
+    parser.add_argument("--baseline-max-scale", type=float, help="run the baseline only up to this scale, project it beyond")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for both (use on a GPU)")
     parser.add_argument("--project-steps", type=int, default=200, help="also project both to this many steps (the paper's 200)")
@@ -144,6 +171,9 @@ def main() -> None:
 
     shared = [f"--preset={args.preset}", f"--lr-size={args.lr_size}", f"--steps={args.steps}", f"--sampler={args.sampler}",
               f"--decode-chunk={args.decode_chunk}", f"--device={args.device}"] + ([f"--threads={args.threads}"] if args.threads else []) + (["--bf16"] if args.bf16 else [])
+    if args.latent_size:
+        shared.append(f"--latent-size={args.latent_size[0]}x{args.latent_size[1]}")
+    projected_keys = ("seconds", "step_seconds", "peak_bytes", "peak_without_output_bytes")
     results: dict[tuple[str, float], dict] = {}
     last_idm: tuple[int, dict] | None = None
     for scale in args.scales:
@@ -152,9 +182,10 @@ def main() -> None:
         for method in METHODS:
             if method == "idm" and last_idm is not None:
                 ratio = pixels / last_idm[0]
-                projected = {key: last_idm[1][key] * ratio for key in ("seconds", "step_seconds", "peak_bytes")}
-                if projected["peak_bytes"] > args.memory_budget_gb * 2**30 or projected["seconds"] > args.time_budget_s:
-                    results[method, scale] = {"skipped": projected}
+                projected = {key: last_idm[1][key] * ratio for key in projected_keys}
+                over_scale = args.baseline_max_scale is not None and scale > args.baseline_max_scale
+                if over_scale or projected["peak_bytes"] > args.memory_budget_gb * 2**30 or projected["seconds"] > args.time_budget_s:
+                    results[method, scale] = {"skipped": projected, "reason": "not run" if over_scale else "exceeds budget"}
                     print(f"{method} x{scale:g}: skipped, projected {projected['seconds']:.0f} s, {projected['peak_bytes'] / 2**30:.1f} GiB", flush=True)
                     continue
             command = [sys.executable, __file__, f"--worker={method}", f"--scale={scale}"] + shared
@@ -167,16 +198,20 @@ def main() -> None:
                     last_idm = (pixels, results[method, scale])
             print(f"{method} x{scale:g}: {results[method, scale]}", flush=True)
 
+    def memory(result: dict) -> str:
+        """Peak MiB with the output, and (in brackets) without it."""
+        return f"{result['peak_bytes'] / 2**20:.0f} ({result['peak_without_output_bytes'] / 2**20:.0f})"
+
     def measured(result: dict, paper_steps: int) -> tuple[str, str, str, str]:
         if "failed" in result:
             return f"failed: {result['failed']}", "", "", ""
         if "skipped" in result:
-            guess = result["skipped"]
-            return (f"exceeds budget (projected >= {guess['seconds']:.0f})", f">= {guess['step_seconds']:.1f}",
+            guess, reason = result["skipped"], result["reason"]
+            return (f"{reason} (projected >= {guess['seconds']:.0f})", f">= {guess['step_seconds']:.1f}",
                     f">= {guess['seconds'] + (paper_steps - args.steps) * guess['step_seconds']:.0f}",
-                    f"exceeds budget (projected >= {guess['peak_bytes'] / 2**20:.0f})")
+                    f"{reason} (projected >= {memory(guess)})")
         at_paper = result["seconds"] + (paper_steps - args.steps) * result["step_seconds"]
-        return f"{result['seconds']:.2f}", f"{result['step_seconds']:.3f}", f"{at_paper:.1f}", f"{result['peak_bytes'] / 2**20:.0f}"
+        return f"{result['seconds']:.2f}", f"{result['step_seconds']:.3f}", f"{at_paper:.1f}", memory(result)
 
     def ratio(idm: dict, ours: dict, paper_steps: int) -> tuple[str, str, str]:
         if "seconds" not in ours or "failed" in idm:
@@ -193,12 +228,15 @@ def main() -> None:
 
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{args.device} ({torch.get_num_threads()} threads)"
     steps, paper = args.steps, args.project_steps
+    latent = f"{args.latent_size[0]}x{args.latent_size[1]} at every scale" if args.latent_size else "the pipeline's default"
     lines = [
         (
             f"{args.preset} preset widths for both, LR {args.lr_size}x{args.lr_size}, {steps} {args.sampler} steps, "
-            f"{'bf16' if args.bf16 else 'fp32'}, random weights, {device}, torch {torch.__version__}, {datetime.date.today()}."
+            f"{'bf16' if args.bf16 else 'fp32'}, random weights, our working latent {latent}, {device}, torch {torch.__version__}, "
+            f"{datetime.date.today()}."
         ),
         f"s/step: time inside the denoiser per step (measured); at {paper} steps: measured s/image + ({paper} - {steps}) x s/step.",
+        "peak MiB: with the returned float32 output (in brackets: without it); memory ratio: with it.",
         "",
         (
             f"| scale | output | ours s/image | ours s/step | ours s at {paper} steps | ours peak MiB | IDM-style s/image | IDM-style s/step | "

@@ -49,8 +49,11 @@ PRESETS: dict[str, Preset] = {
     ),
     "small": Preset(
         name="small",
-        description="the bundled default model: trains on a 2-core CPU in hours, f=4, 4-channel latent",
-        autoencoder=dict(base_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, latent_channels=4, norm_groups=16, head_hidden=(128, 128, 128, 128)),
+        description="the bundled default model: trains on a 2-core CPU in hours, f=4, 16-channel latent",
+        autoencoder=dict(
+            base_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, latent_channels=16, norm_groups=16,
+            head_hidden=(128, 128, 128, 128), latent_skip=True,
+        ),
         unet=_unet((64, 128, 256), (False, False, True), layers=1, groups=16, head_dim=32),
         latent_size=(16, 16),
         batch_size=8,

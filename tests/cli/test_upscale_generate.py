@@ -46,6 +46,19 @@ def test_upscale_to_an_explicit_size_and_single_file(tmp_path, tiny_models):
     assert Image.open(target).size == (52, 37)
 
 
+def test_lr_consistency_flag_makes_the_output_shrink_back_to_the_input(tmp_path, tiny_models):
+    source = write_image(tmp_path / "photo.png", (12, 16))
+    common = [str(source), "-s", "3", "--model", str(tiny_models / "sr"), *FAST]
+    assert main(["upscale", *common, "-o", str(tmp_path / "raw.png")]) == 0
+    assert main(["upscale", *common, "-o", str(tmp_path / "consistent.png"), "--lr-consistency"]) == 0
+
+    def shrunk_error(path):
+        shrunk = Image.open(path).resize((16, 12), Image.Resampling.BICUBIC, reducing_gap=None)
+        return np.abs(np.asarray(shrunk).astype(int) - pixels(source)).mean()
+
+    assert shrunk_error(tmp_path / "consistent.png") < shrunk_error(tmp_path / "raw.png") / 2
+
+
 def test_several_samples_get_suffixes_and_differ(tmp_path, tiny_models):
     source = write_image(tmp_path / "photo.png", (8, 8))
     out = tmp_path / "out"

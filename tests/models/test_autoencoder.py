@@ -3,8 +3,11 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from arbiscale.errors import CheckpointMismatchError, UserError
+from arbiscale.geometry import cell_size, coord_grid
 from arbiscale.models import ImplicitAutoencoder, load_component
 from arbiscale.presets import PRESETS, get_preset
 
@@ -31,6 +34,58 @@ def test_decode_chunked_equals_unchunked(tiny_autoencoder):
         whole = tiny_autoencoder.decode(latent, (31, 45), chunk_size=None)
         chunked = tiny_autoencoder.decode(latent, (31, 45), chunk_size=101)
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("chunk_size", [None, 4096, 17])
+def test_banded_decode_equals_decoding_the_whole_coordinate_grid(tiny_autoencoder, batch, chunk_size):
+    """(31, 45) from a 5 x 7 latent: non-square, non-integer scales (6.2, 6.43); 17 queries is less than a row."""
+    latent = torch.randn(batch, 3, 5, 7)
+    size = (31, 45)
+    with torch.no_grad():
+        whole = tiny_autoencoder.decode_at(latent, coord_grid(size).expand(batch, -1, -1), cell_size(size), chunk_size)
+        banded = tiny_autoencoder.decode(latent, size, chunk_size)
+    assert banded.dtype == torch.float32 and banded.is_contiguous()
+    assert torch.allclose(banded, whole.transpose(1, 2).reshape(batch, 3, *size), atol=1e-6)
+
+
+def test_decode_into_one_image_of_a_batch(tiny_autoencoder):
+    latent = torch.randn(3, 3, 4, 6)
+    out = torch.zeros(3, 3, 13, 29)
+    with torch.no_grad():
+        decoded = tiny_autoencoder.decode(latent[1:2], (13, 29), 50, out=out[1:2])
+        expected = tiny_autoencoder.decode(latent, (13, 29))[1]
+    assert decoded.data_ptr() == out[1].data_ptr()
+    assert torch.allclose(out[1], expected, atol=1e-6)
+    assert not out[0].any() and not out[2].any()
+
+
+class LargestNewStorage(TorchDispatchMode):
+    """Records the largest storage any op returns, apart from views of the output being written."""
+
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out.untyped_storage().data_ptr()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for tensor in pytree.tree_leaves(result):
+            if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() != self.out:
+                self.largest = max(self.largest, tensor.untyped_storage().nbytes())
+        return result
+
+
+def test_decode_memory_beyond_the_output_does_not_grow_with_its_size(tiny_autoencoder):
+    """A full-size coordinate grid, value tensor or transposed copy would grow 100x from 40 x 60 to 400 x 600."""
+    latent = torch.randn(1, 3, 5, 7)
+    largest = {}
+    for size in ((40, 60), (400, 600)):
+        out = torch.empty(1, 3, *size)
+        with torch.no_grad(), LargestNewStorage(out) as mode:
+            tiny_autoencoder.decode(latent, size, chunk_size=50, out=out)
+        largest[size] = mode.largest
+    assert largest[40, 60] == largest[400, 600] < 400 * 600 * 4
 
 
 def test_gaussian_posterior_samples_around_the_mean():
@@ -98,3 +153,24 @@ def test_mlp_only_ablation_renders_the_latent_directly():
     assert not any(name.startswith("feature_decoder.") for name, _ in model.named_parameters())
     with torch.no_grad():
         assert model.decode(torch.randn(1, 3, 4, 4), (9, 7)).shape == (1, 3, 9, 7)
+
+
+def test_feature_decoder_residual_branches_start_as_identity():
+    """Zero-initialised branches: the mid block (two ResBlocks around attention) passes its input through."""
+    torch.manual_seed(0)
+    autoencoder = ImplicitAutoencoder(**get_preset("tiny").autoencoder)
+    hidden = torch.randn(2, autoencoder.feature_decoder.conv_in.out_channels, 5, 7)
+    with torch.no_grad():
+        assert torch.allclose(autoencoder.feature_decoder.mid(hidden), hidden, atol=1e-6)
+
+
+def test_latent_skip_hands_the_latent_itself_to_the_head():
+    torch.manual_seed(0)
+    config = {**get_preset("tiny").autoencoder, "latent_skip": True}
+    autoencoder = ImplicitAutoencoder(**config).eval()
+    latent = torch.randn(2, config["latent_channels"], 5, 7)
+    with torch.no_grad():
+        features = autoencoder.feature_decoder(latent)
+        assert features.shape[1] == config["base_channels"] + config["latent_channels"]
+        assert torch.equal(features[:, -config["latent_channels"]:], latent)
+        assert autoencoder.decode(latent, (13, 17)).shape == (2, 3, 13, 17)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from arbiscale.geometry import cell_size, coord_grid
+from arbiscale.geometry import cell_size, coord_grid, pixel_centres
 from arbiscale.models import ImplicitHead, neighbour_weights
 
 
@@ -52,6 +52,33 @@ def test_chunked_equals_unchunked(feature_unfold):
         chunked = head(features, coord, cell_size(size), chunk_size=37)
     assert whole.shape == (2, 23 * 11, 3)
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 37, 4])
+@pytest.mark.parametrize("feature_unfold", [False, True])
+def test_render_into_a_view_equals_forward_on_the_whole_grid(feature_unfold, chunk_size):
+    """Bands of whole rows (37 queries: 3 rows of 11) and pieces of a row (4 queries) alike."""
+    torch.manual_seed(0)
+    head = ImplicitHead(6, hidden_channels=(32, 32), feature_unfold=feature_unfold)
+    features = torch.randn(2, 6, 7, 4)
+    size = (23, 11)
+    out = torch.full((2, 3, 30, 20), float("nan"))
+    with torch.no_grad():
+        expected = head(features, coord_grid(size).expand(2, -1, -1), cell_size(size)).transpose(1, 2).reshape(2, 3, *size)
+        rendered = head.render(features, pixel_centres(size[0]), pixel_centres(size[1]), cell_size(size), out[:, :, 3:26, 4:15], chunk_size)
+    assert rendered.data_ptr() == out[:, :, 3:26, 4:15].data_ptr()
+    assert torch.allclose(out[:, :, 3:26, 4:15], expected, atol=1e-6)
+    out[:, :, 3:26, 4:15] = float("nan")
+    assert out.isnan().all()
+
+
+def test_render_of_an_empty_grid_writes_nothing():
+    """A decoding tile whose core holds no pixel centre (outputs smaller than the latent) renders nothing."""
+    head = ImplicitHead(6, hidden_channels=(8,))
+    with torch.no_grad():
+        for ys, xs in ((torch.empty(0), pixel_centres(5)), (pixel_centres(5), torch.empty(0))):
+            out = torch.zeros(1, 3, len(ys), len(xs))
+            assert head.render(torch.randn(1, 6, 3, 3), ys, xs, cell_size((5, 5)), out, 4).shape == out.shape
 
 
 def test_split_first_layer_equals_liif_linear_over_concatenation():

@@ -96,6 +96,22 @@ def test_bfloat16_autocast_on_cpu_stays_close(upscaler, low_res):
     assert (half - full).abs().mean() < 0.005
 
 
+def test_render_decodes_a_batch_in_row_bands_and_clamps(tiny_pipeline):
+    """A decode chunk smaller than one row (13 < 34 queries), 3 images; the head is made louder so
+    that the clamp has work to do."""
+    pipe = tiny_pipeline(UpscalePipeline, "sr")
+    with torch.no_grad():
+        pipe.autoencoder.head.mlp[-1].weight.mul_(50)
+        latents = torch.randn(3, 3, 6, 8)
+        images = pipe.render(latents, (21, 34), decode_chunk=13)
+        unclamped = torch.cat([pipe.autoencoder.decode(latent[None], (21, 34), None) for latent in latents])
+    assert (unclamped.abs() > 1).any()
+    assert images.shape == (3, 3, 21, 34) and images.dtype == torch.float32
+    assert torch.allclose(images, unclamped.clamp(-1, 1), atol=1e-6)
+    with pytest.raises(UserError, match="decode chunk"):
+        pipe.render(latents, (21, 34), decode_chunk=0)
+
+
 def test_bad_calls_are_user_errors(upscaler, low_res):
     with pytest.raises(UserError, match="either a scale"):
         upscaler(low_res, num_inference_steps=1)

@@ -133,7 +133,8 @@ def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
     """The tiled-vs-whole error next to sampling-tile edges and decoding-tile cores is about what it is
     inside tiles. Measured: mean error in 2-pixel bands at the borders 1.08x the interior mean (1.22x
     with a 4-cell overlap, hence the quarter-tile default); the largest error jump across a border
-    column 0.85x the largest across a column inside a tile."""
+    column 0.85-1.15x the largest across a column inside a tile, depending on the random weights (a
+    seam would be many times larger)."""
     whole, tiled = whole_and_tiled("ddim", 0.0)
     signed = (tiled.images - whole.images).mean(1)[0]
     out_size, factor = tuple(signed.shape), 2
@@ -146,7 +147,7 @@ def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
     at_cuts = torch.tensor([col - 1 for col in cuts[1]])
     inside = torch.ones(len(jumps), dtype=torch.bool)
     inside[at_cuts] = False
-    assert jumps[at_cuts].max() <= jumps[inside].max()
+    assert jumps[at_cuts].max() <= 1.5 * jumps[inside].max()
 
 
 def test_tiled_bfloat16_autocast_on_cpu_stays_close(upscaler, photo):

@@ -46,6 +46,7 @@ from ..pipelines import GenerationPipeline, UpscalePipeline
 from ..pipelines.base import LatentImplicitPipeline
 from ..sampling.schedulers import SAMPLERS
 from .inference_options import (
+    add_lr_consistency_option,
     device_and_dtype,
     int_at_least,
     parse_seed,
@@ -91,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sr.add_argument("--grid-crop", default="256", help="side of the centre crop shown per grid cell, in output pixels (default 256)")
     sr.add_argument("--lpips-alex", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth) for LPIPS")
     sr.add_argument("--lpips-linear", help="lpips linear-head weights (weights/v0.1/alex.pth) for LPIPS")
+    add_lr_consistency_option(sr)
     sr.set_defaults(run=run_sr)
 
     gen = tasks.add_parser("gen", help="SelfSSIM across sizes and, with an Inception file, FID/KID/precision/recall")
@@ -170,7 +172,7 @@ def run_sr(args: argparse.Namespace) -> int:
         baselines=baselines,
         samples=int_at_least(args.samples, "--samples"),
         seed=seed,
-        sampling=settings,
+        sampling=settings | {"lr_consistency": args.lr_consistency},
         autocast_dtype=dtype,
         grid_images=int_at_least(args.grid_images, "--grid-images", 0),
         grid_crop=int_at_least(args.grid_crop, "--grid-crop"),
@@ -201,6 +203,7 @@ def run_sr(args: argparse.Namespace) -> int:
         "baselines": list(baselines),
         "samples": config.samples,
         **_sampler_header(settings, pipe is not None),
+        "lr_consistency": args.lr_consistency if pipe is not None else None,
         "seed": seed if pipe is not None else None,
         "lpips": f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
         "processes": state.num_processes,

@@ -38,6 +38,15 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
+def add_lr_consistency_option(parser: argparse.ArgumentParser) -> None:
+    """`--lr-consistency` / `--no-lr-consistency` for the upsampling commands."""
+    parser.add_argument(
+        "--lr-consistency", action=argparse.BooleanOptionalAction, default=False,
+        help="replace the output's low frequencies with the input's, so that it shrinks back to the input "
+        "(fixes colour drift; default off)",
+    )
+
+
 def int_at_least(text: str, option: str, minimum: int = 1) -> int:
     """A whole-number option value, at least `minimum`, or a one-line UserError naming the option."""
     try:

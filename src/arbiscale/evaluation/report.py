@@ -83,9 +83,11 @@ def _save_figure(figure, path: Path, overwrite: bool) -> Path:
 
 
 def plot_metrics_vs_scale(
-    path: Path, scales: Sequence[float], series: dict[str, dict[str, list[float | None]]], subtitle: str, overwrite: bool
+    path: Path, scales: Sequence[float], series: dict[str, dict[str, list[float | None]]], subtitle: str, overwrite: bool,
+    xlabel: str = "scale",
 ) -> Path | None:
-    """One panel per metric ({metric: {method: value per scale}}), x = scale; None when matplotlib is missing."""
+    """One panel per metric ({metric: {method: value per scale}}), x = scale (log axis; any other positive
+    quantity, such as sampling steps, with its `xlabel`); None when matplotlib is missing."""
     plt = _pyplot()
     if plt is None:
         return None
@@ -98,7 +100,7 @@ def plot_metrics_vs_scale(
         axis.set_xscale("log")
         axis.set_xticks(list(scales), [f"{s:g}" for s in scales])
         axis.minorticks_off()
-        axis.set_xlabel("scale")
+        axis.set_xlabel(xlabel)
         axis.set_title(metric)
         axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
         axis.grid(alpha=0.3)

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention_processor import Attention
 from diffusers.models.autoencoders.vae import Encoder
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, UpDecoderBlock2D
 from torch import nn
 
-from ..geometry import cell_size, coord_grid
+from ..geometry import cell_size, pixel_centres
 from .implicit_head import ImplicitHead
 
 
 class LatentFeatureDecoder(nn.Module):
-    """D_phi: conv_in, mid block, per-level ResBlocks, all at latent resolution (no upsampling)."""
+    """D_phi: conv_in, mid block, per-level ResBlocks, all at latent resolution (no upsampling).
 
-    def __init__(self, latent_channels: int, block_channels: list[int], num_res_blocks: int, norm_groups: int, mid_attention: bool) -> None:
+    With `latent_skip` the latent itself is appended to the output features, so the head also has
+    the short path that the "MLP only" ablation shows learns fastest from scratch.
+    """
+
+    def __init__(
+        self, latent_channels: int, block_channels: list[int], num_res_blocks: int, norm_groups: int, mid_attention: bool,
+        latent_skip: bool = False,
+    ) -> None:
         super().__init__()
+        self.latent_skip = latent_skip
+        self.out_channels = block_channels[0] + (latent_channels if latent_skip else 0)
         top = block_channels[-1]
         self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1)
         self.conv_in = nn.Conv2d(latent_channels, top, 3, padding=1)
@@ -41,12 +52,25 @@ class LatentFeatureDecoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = nn.GroupNorm(norm_groups, block_channels[0], eps=1e-6)
         self.conv_out = nn.Conv2d(block_channels[0], block_channels[0], 3, padding=1)
+        self._zero_residual_branches()
+
+    def _zero_residual_branches(self) -> None:
+        """Start every ResBlock and attention block as the identity, so that a D_phi trained from
+        scratch begins as a shallow conv path and deepens, instead of lagging the "MLP only" arm."""
+        for module in self.modules():
+            if isinstance(module, ResnetBlock2D):
+                nn.init.zeros_(module.conv2.weight)
+                nn.init.zeros_(module.conv2.bias)
+            elif isinstance(module, Attention):
+                nn.init.zeros_(module.to_out[0].weight)
+                nn.init.zeros_(module.to_out[0].bias)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         hidden = self.mid(self.conv_in(self.post_quant_conv(latent)))
         for block in self.blocks:
             hidden = block(hidden)
-        return self.conv_out(nn.functional.silu(self.norm_out(hidden)))
+        features = self.conv_out(nn.functional.silu(self.norm_out(hidden)))
+        return torch.cat([features, latent], dim=1) if self.latent_skip else features
 
 
 class ImplicitAutoencoder(ModelMixin, ConfigMixin):
@@ -70,6 +94,7 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         feature_unfold: bool = False,
         cell_decode: bool = True,
         use_feature_decoder: bool = True,
+        latent_skip: bool = False,
     ) -> None:
         super().__init__()
         block_channels = [base_channels * m for m in channel_mult]
@@ -87,11 +112,11 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         self.quant_conv = nn.Conv2d(moments, moments, 1)
         # use_feature_decoder=False is the paper's "MLP only" ablation: the head reads the latent itself.
         self.feature_decoder = (
-            LatentFeatureDecoder(latent_channels, block_channels, num_res_blocks, norm_groups, mid_attention)
+            LatentFeatureDecoder(latent_channels, block_channels, num_res_blocks, norm_groups, mid_attention, latent_skip)
             if use_feature_decoder
             else nn.Identity()
         )
-        head_channels = block_channels[0] if use_feature_decoder else latent_channels
+        head_channels = self.feature_decoder.out_channels if use_feature_decoder else latent_channels
         self.head = ImplicitHead(head_channels, tuple(head_hidden), image_channels, local_ensemble, feature_unfold, cell_decode)
 
     @property
@@ -119,14 +144,16 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         """Values (B, Q, 3) of the image the latent describes, at coordinates (B, Q, 2) with cells."""
         return self.head(self.feature_decoder(latent), coord, cell, chunk_size)
 
-    def decode(self, latent: torch.Tensor, size: tuple[int, int], chunk_size: int | None = 65536) -> torch.Tensor:
-        """Render the latent as a (B, 3, H, W) image of any size."""
-        height, width = size
-        batch = latent.shape[0]
-        coord = coord_grid(size, latent.device).unsqueeze(0).expand(batch, -1, -1)
-        cell = cell_size(size, latent.device)
-        values = self.decode_at(latent, coord, cell, chunk_size)
-        return values.transpose(1, 2).reshape(batch, -1, height, width)
+    def decode(
+        self, latent: torch.Tensor, size: tuple[int, int], chunk_size: int | None = 65536, out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Render the latent as a (B, 3, H, W) float32 image of any size, into `out` when given (e.g.
+        one image's slice of a batch). Rendered in bands of rows (`ImplicitHead.render`), so memory
+        beyond the image itself is bounded by `chunk_size` and does not grow with (H, W)."""
+        if out is None:
+            out = torch.empty((latent.shape[0], self.config.image_channels, *size), device=latent.device, dtype=torch.float32)
+        ys, xs = (pixel_centres(length, latent.device) for length in size)
+        return self.head.render(self.feature_decoder(latent), ys, xs, cell_size(size, latent.device), out, chunk_size)
 
     def forward(self, images: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """Reconstruct the images at the given query coordinates (training path)."""

@@ -126,9 +126,7 @@ class ImplicitHead(nn.Module):
         cell = cell.to(coord.dtype).expand(batch, num_queries, 2)
         projected = self.project_features(features)
         size = features.shape[-2:]
-        step = num_queries if chunk_size is None else chunk_size
-        if coord.device.type == "cpu":
-            step = min(step, max(1, CACHE_ROWS // (batch * (4 if self.local_ensemble else 1))))
+        step = self.queries_per_step(batch, num_queries, chunk_size, coord.device)
         if step >= num_queries:
             return self.query(projected, size, coord, cell)
         pieces = [
@@ -136,3 +134,36 @@ class ImplicitHead(nn.Module):
             for start in range(0, num_queries, step)
         ]
         return torch.cat(pieces, dim=1)
+
+    def queries_per_step(self, batch: int, num_queries: int, chunk_size: int | None, device: torch.device) -> int:
+        """Queries per MLP step: `chunk_size` (all when None), capped at CACHE_ROWS rows on the CPU."""
+        step = num_queries if chunk_size is None else chunk_size
+        if device.type == "cpu":
+            step = min(step, max(1, CACHE_ROWS // (batch * (4 if self.local_ensemble else 1))))
+        return step
+
+    def render(
+        self, features: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, out: torch.Tensor, chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        """Render features (B, C, h, w) at every (y, x) of the grid `ys` (H,) x `xs` (W,) with one
+        cell (2,) straight into `out` (B, out, H, W), which may be a view, and return it.
+
+        The grid is rendered a band of whole rows at a time (part of a row when one row has more
+        points than a step) and each band's coordinates are built on the fly, so no full-size
+        coordinate, value or transposed tensor ever exists: beyond `out`, memory is bounded by the
+        step (`queries_per_step`), whatever the output size. Values are `forward`'s on the whole grid
+        (up to float rounding where the steps split the queries differently).
+        """
+        batch, height, width = features.shape[0], len(ys), len(xs)
+        projected = self.project_features(features)
+        step = self.queries_per_step(batch, height * width, chunk_size, ys.device)
+        band_rows, band_cols = max(1, step // max(width, 1)), max(1, min(step, width))
+        cell = cell.to(ys.dtype).reshape(1, 1, 2)
+        for top in range(0, height, band_rows):
+            rows = ys[top : top + band_rows]
+            for left in range(0, width, band_cols):
+                cols = xs[left : left + band_cols]
+                coord = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(1, -1, 2).expand(batch, -1, -1)
+                values = self.query(projected, features.shape[-2:], coord, cell.expand(batch, coord.shape[1], 2))
+                out[:, :, top : top + len(rows), left : left + len(cols)] = values.transpose(1, 2).unflatten(2, (len(rows), len(cols)))
+        return out

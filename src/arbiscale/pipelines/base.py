@@ -83,11 +83,14 @@ class LatentImplicitPipeline(DiffusionPipeline):
         return torch.autocast(device_type, dtype=dtype)
 
     def render(self, latents: torch.Tensor, size: tuple[int, int], decode_chunk: int) -> torch.Tensor:
-        """Decode raw latents at (H, W), one image at a time, so memory is bounded by the chunk size."""
+        """Decode raw latents at (H, W) into one float32 batch, one image at a time and in bands of
+        rows, so that beyond the output itself memory is bounded by the chunk size, not by (H, W)."""
         if decode_chunk < 1:
             raise UserError(f"the decode chunk must be at least 1 query point, got {decode_chunk}")
-        images = [self.autoencoder.decode(latent[None], size, decode_chunk).float() for latent in latents]
-        return torch.cat(images).clamp(-1, 1)
+        images = torch.empty((len(latents), self.autoencoder.config.image_channels, *size), device=latents.device, dtype=torch.float32)
+        for latent, image in zip(latents.split(1), images.split(1)):
+            self.autoencoder.decode(latent, size, decode_chunk, out=image)
+        return images.clamp_(-1, 1)
 
 
 def load_scheduler(path: Path, entry: list | None) -> SchedulerMixin:

@@ -196,10 +196,10 @@ def local_coordinates(span: slice, pixels: int, crop: slice, cells: int) -> torc
 
 def render_core(
     autoencoder: ImplicitAutoencoder, features: torch.Tensor, window: Window, cells: tuple[int, int],
-    size: tuple[int, int], margin: int, chunk_size: int,
-) -> tuple[slice, slice, torch.Tensor]:
-    """The output pixels (rows, cols, values (C, h, w)) whose centres lie in the window's core,
-    rendered from the window's features (1, C, window) cropped to the core and `margin` cells."""
+    size: tuple[int, int], margin: int, chunk_size: int, out: torch.Tensor,
+) -> None:
+    """Render the output pixels whose centres lie in the window's core into their place in `out`
+    (1, C, H, W), from the window's features (1, C, window) cropped to the core and `margin` cells."""
     crops = [
         slice(max(core.start - margin, 0), min(core.stop + margin, length))
         for core, length in zip((window.core_rows, window.core_cols), cells)
@@ -210,11 +210,12 @@ def render_core(
         slice(first_pixel(core.start, length, pixels), first_pixel(core.stop, length, pixels))
         for core, length, pixels in zip((window.core_rows, window.core_cols), cells, size)
     ]
-    ys, xs = (local_coordinates(span, pixels, crop, length) for span, pixels, crop, length in zip(spans, size, crops, cells))
-    coord = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(1, -1, 2).to(features.device, torch.float32)
+    ys, xs = (
+        local_coordinates(span, pixels, crop, length).to(features.device, torch.float32)
+        for span, pixels, crop, length in zip(spans, size, crops, cells)
+    )
     cell = torch.tensor([2.0 * length / (pixels * (crop.stop - crop.start)) for length, pixels, crop in zip(cells, size, crops)])
-    values = autoencoder.head(features, coord, cell.to(features.device), chunk_size)
-    return spans[0], spans[1], values[0].t().reshape(-1, spans[0].stop - spans[0].start, spans[1].stop - spans[1].start)
+    autoencoder.head.render(features, ys, xs, cell.to(features.device), out[..., spans[0], spans[1]], chunk_size)
 
 
 def tiled_decode(
@@ -239,6 +240,5 @@ def tiled_decode(
         with norms.applying():
             for window in windows:
                 features = autoencoder.feature_decoder(code[..., window.rows, window.cols])
-                rows, cols, values = render_core(autoencoder, features, window, cells, size, margin, chunk_size)
-                output[index, :, rows, cols] = values.float()
+                render_core(autoencoder, features, window, cells, size, margin, chunk_size, output[index : index + 1])
     return output

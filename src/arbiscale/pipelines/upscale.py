@@ -35,6 +35,7 @@ from ..sampling.sample import Generator, sample_latents
 from ..sampling.sizes import check_latent_size, output_size, working_latent_size
 from ..sampling.tiling import TiledDenoiser
 from .base import LatentImplicitPipeline
+from .consistency import enforce_low_res_consistency
 from .memory import TilePlan, available_memory, parse_memory, plan_tiles
 from .tiled_decode import tiled_decode, tiled_encode
 
@@ -117,13 +118,16 @@ class UpscalePipeline(LatentImplicitPipeline):
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         max_memory: int | str | None = None,
+        lr_consistency: bool = False,
     ) -> UpscaleOutput:
         """Upsample each image `num_samples` times; a list of generators gives one seed per output image.
 
         `tile_size` (latent cells; sampling, encoding and decoding), `tile_overlap` (latent cells
         shared by neighbouring sampling tiles) and `max_memory` (bytes, or a size such as "4GB")
         handle large images: see point 5 of the module docstring. `decode_chunk` is then an upper
-        bound on the query points per step, lowered to fit the budget.
+        bound on the query points per step, lowered to fit the budget. `lr_consistency` replaces the
+        output's low frequencies with the input's (`pipelines.consistency`): the output then shrinks
+        back to the input, whatever colour drift the sampled latent has.
         """
         if num_samples < 1:
             raise UserError(f"the number of samples must be at least 1, got {num_samples}")
@@ -152,6 +156,8 @@ class UpscalePipeline(LatentImplicitPipeline):
                 upscaled = self.render(latents, out_size, plan.decode_chunk)
             else:
                 upscaled = tiled_decode(self.autoencoder, latents, out_size, plan.code_tile, plan.decode_chunk, plan.stat_tiles).clamp_(-1, 1)
+        if lr_consistency:
+            enforce_low_res_consistency(upscaled, low_res.repeat_interleave(num_samples, dim=0))
         return UpscaleOutput(images=upscaled, latents=latents, tiling=plan)
 
     def encode_condition(self, low_res: torch.Tensor, latent_hw: tuple[int, int], plan: TilePlan) -> torch.Tensor:

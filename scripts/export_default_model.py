@@ -5,6 +5,7 @@ with the fp32 and the fp16-stored pipeline, and the PSNR between the two outputs
 (and must exceed --min-psnr), as is the size of what ships.
 
     python scripts/export_default_model.py --sr RUNS/align-sr/model --gen RUNS/ldm-gen/model
+    python scripts/export_default_model.py --sr RUNS/align-sr/model   # replace the upscaler only
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ def upscale_example(model: Path) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sr", type=Path, required=True, help="the trained upscale pipeline folder")
-    parser.add_argument("--gen", type=Path, required=True, help="the trained generation pipeline folder")
+    parser.add_argument("--gen", type=Path, help="the trained generation pipeline folder (omit to keep the bundled one)")
     parser.add_argument("--min-psnr", type=float, default=45.0, help="fp16 vs fp32 output agreement required (dB)")
     args = parser.parse_args()
     for task, source in (("sr", args.sr), ("gen", args.gen)):
+        if source is None:
+            continue
         target = bundled_model_dir(task)
         target.parent.mkdir(parents=True, exist_ok=True)
         export(source, target)

@@ -6,7 +6,7 @@ hyper-parameters given here are defaults that the CLI can override.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import UserError
 
@@ -33,6 +33,9 @@ class Preset:
     autoencoder_lr: float = 1e-4
     ldm_lr: float = 1e-4
     align_lr: float = 1e-5
+    # The LIIF baseline: `LIIF` keyword arguments (default: LIIF's EDSR-baseline, 64 channels, 16 blocks) and its lr.
+    liif: dict = field(default_factory=dict)
+    liif_lr: float = 1e-4
 
 
 PRESETS: dict[str, Preset] = {
@@ -46,6 +49,8 @@ PRESETS: dict[str, Preset] = {
         autoencoder_lr=1e-3,
         ldm_lr=1e-3,
         align_lr=1e-4,
+        liif=dict(channels=16, num_blocks=2, head_hidden=(64, 64)),
+        liif_lr=1e-3,
     ),
     "small": Preset(
         name="small",

@@ -8,11 +8,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from arbiscale.cli.main import main
 from arbiscale.data.images import image_to_tensor
 from arbiscale.metrics import metric_settings, quantize_8bit, resize, synthesize_lr
+from arbiscale.models.liif import LIIF
+from arbiscale.models.loading import load_component
 
 QUIET = ["--no-progress"]
 # 60x76 photos: x2 keeps the whole image; x3.5 has LR sides floor(60/3.5) = 17, floor(76/3.5) = 21 and
@@ -98,7 +101,33 @@ def test_model_with_several_samples(tmp_path, eval_photos, tiny_models):
     assert Image.open(out / "grid_x2.png").size[0] >= 4 * 76  # LR | bicubic | ours | GT
 
 
-def test_user_errors_are_one_line(tmp_path, eval_photos, capsys):
+def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings(tmp_path, photo_dir, eval_photos):
+    run = tmp_path / "liif"
+    assert main(["train", "liif", "--data", str(photo_dir), "--preset", "tiny", "--out", str(run), "--steps", "20", "--batch-size", "4"]) == 0
+    out = tmp_path / "report"
+    assert main(["eval", "sr", "--model", str(run / "model"), "--data", str(eval_photos), "--baseline", "bicubic", "--scales", "2,3.5",
+                 "--protocol", "liif-benchmark", "--samples", "3", "--seed", "7", "--grid-images", "1", "--out", str(out), *QUIET]) == 0
+    results = results_of(out)
+    assert results["model_class"] == "LIIF" and results["samples"] == 1
+    assert results["sampler"] is None and results["seed"] is None and results["lr_consistency"] is None
+    liif = load_component(LIIF, run / "model")
+    for key, (hr_size, lr_size) in EXPECTED_SIZES.items():
+        entry = results["results"][key]
+        assert list(entry["methods"]) == ["bicubic", "liif"] and "diversity" not in entry["methods"]["liif"]
+        expected = []
+        for name in results["images"]:
+            hr = image_to_tensor(Image.open(eval_photos / name))[None][..., : hr_size[0], : hr_size[1]]
+            with torch.no_grad():
+                sr = quantize_8bit(liif.upscale(synthesize_lr(hr, lr_size, "matlab"), hr_size))
+            expected.append(metric_settings("liif-benchmark", float(key), "matlab").psnr(sr, hr).item())
+        assert entry["per_image"]["liif"]["psnr"] == pytest.approx(expected, abs=1e-9)
+    report = (out / "report.md").read_text()
+    assert "| liif |" in report and "LIIF regression baseline" in report
+    assert f"{results['results']['3.5']['methods']['liif']['psnr']:.2f}" in report
+    assert Image.open(out / "grid_x2.png").size[0] >= 4 * 76  # LR | bicubic | liif | GT
+
+
+def test_user_errors_are_one_line(tmp_path, eval_photos, tiny_models, capsys):
     base = ["eval", "sr", "--data", str(eval_photos), "--out", str(tmp_path / "r"), *QUIET]
     cases = [
         ([*base, "--scales", "2", "--protocol", "paper"], "--baseline"),
@@ -106,6 +135,8 @@ def test_user_errors_are_one_line(tmp_path, eval_photos, capsys):
         ([*base, "--scales", "2,x", "--protocol", "paper", "--baseline", "bicubic"], "--scales"),
         ([*base, "--scales", "2", "--protocol", "paper", "--baseline", "lanczos"], "lanczos"),
         ([*base, "--scales", "2", "--protocol", "paper", "--baseline", "bicubic", "--lpips-alex", "a.pth"], "LPIPS"),
+        ([*base, "--scales", "2", "--protocol", "paper", "--model", str(eval_photos)], "no model_index.json or LIIF config.json"),
+        ([*base, "--scales", "2", "--protocol", "paper", "--model", str(tiny_models / "sr" / "autoencoder")], "a saved ImplicitAutoencoder"),
     ]
     for argv, text in cases:
         assert main(argv) == 2

@@ -12,6 +12,7 @@ unless it is given an MPI hostfile). Existing report files are kept unless --ove
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from ..metrics import (
 )
 from ..metrics.consistency import SELF_SSIM_MEASURES
 from ..metrics.psnr_ssim import ms_ssim_min_size
+from ..models.liif import LIIF
+from ..models.loading import load_component
 from ..pipelines import GenerationPipeline, UpscalePipeline
 from ..pipelines.base import LatentImplicitPipeline
 from ..sampling.schedulers import SAMPLERS
@@ -79,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tasks = parser.add_subparsers(dest="eval_command", required=True, metavar="TASK")
 
     sr = tasks.add_parser("sr", help="PSNR/SSIM/LR consistency/diversity per scale for a model and baselines")
-    _add_common(sr, "saved UpscalePipeline folder (omit to evaluate only --baseline methods)")
+    _add_common(sr, "saved UpscalePipeline folder, or a LIIF model folder (RUN_DIR/model of `train liif`); omit to evaluate only --baseline methods")
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
     sr.add_argument("--split", help="text file listing the images to use, one path relative to --data a line")
     sr.add_argument("--layout", default="auto", help=f"auto or one of {', '.join(LAYOUTS)} (default auto: detected)")
@@ -152,6 +155,22 @@ def _load(pipeline_class: type[LatentImplicitPipeline], folder: str, device):
     return pipe
 
 
+def _load_sr_model(folder: str, device: torch.device) -> UpscalePipeline | LIIF:
+    """The --model of `eval sr`, told apart by its files: an UpscalePipeline has model_index.json, a LIIF
+    model a config.json that names the LIIF class (what save_pretrained writes for each)."""
+    path = Path(folder)
+    if (path / "model_index.json").is_file():
+        return _load(UpscalePipeline, folder, device)
+    try:
+        class_name = json.loads((path / LIIF.config_name).read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        class_name = None
+    if class_name != LIIF.__name__:
+        found = f"a saved {class_name}" if class_name else "no model_index.json or LIIF config.json"
+        raise UserError(f"--model {folder} holds {found}: pass a saved UpscalePipeline or LIIF model folder (RUN_DIR/model)")
+    return load_component(LIIF, path).to(device)
+
+
 def _sampler_header(settings: dict, used: bool) -> dict:
     if not used:
         return {"sampler": None, "steps": None, "eta": None}
@@ -165,12 +184,15 @@ def run_sr(args: argparse.Namespace) -> int:
     baselines = tuple(dict.fromkeys(args.baseline))
     if args.model is None and not baselines:
         raise UserError("nothing to evaluate: give --model DIR, or --baseline bicubic to evaluate a baseline only")
+    samples = int_at_least(args.samples, "--samples")
+    pipe = _load_sr_model(args.model, device) if args.model is not None else None
+    sampled = isinstance(pipe, UpscalePipeline)
     config = SrEvalConfig(
         scales=scales,
         protocol=_choice(args.protocol, PROTOCOLS, "--protocol"),
         resize=args.resize,
         baselines=baselines,
-        samples=int_at_least(args.samples, "--samples"),
+        samples=1 if isinstance(pipe, LIIF) else samples,
         seed=seed,
         sampling=settings | {"lr_consistency": args.lr_consistency},
         autocast_dtype=dtype,
@@ -184,7 +206,6 @@ def run_sr(args: argparse.Namespace) -> int:
     lpips = load_lpips(args.lpips_alex, args.lpips_linear)
     if isinstance(lpips, LPIPS):
         lpips = lpips.to(device)
-    pipe = _load(UpscalePipeline, args.model, device) if args.model is not None else None
     evaluated = evaluate_sr(eval_set, config, pipe, lpips, state, device, progress=not args.no_progress)
     if evaluated is None:
         return 0
@@ -193,6 +214,7 @@ def run_sr(args: argparse.Namespace) -> int:
         "task": "sr",
         "command": recorded_command(args),
         "model": str(Path(args.model).resolve()) if args.model is not None else None,
+        "model_class": type(pipe).__name__ if pipe is not None else None,
         "data": str(Path(args.data).resolve()),
         "layout": eval_set.layout,
         "split": str(Path(args.split).resolve()) if args.split is not None else None,
@@ -202,9 +224,9 @@ def run_sr(args: argparse.Namespace) -> int:
         "scales": list(scales),
         "baselines": list(baselines),
         "samples": config.samples,
-        **_sampler_header(settings, pipe is not None),
-        "lr_consistency": args.lr_consistency if pipe is not None else None,
-        "seed": seed if pipe is not None else None,
+        **_sampler_header(settings, sampled),
+        "lr_consistency": args.lr_consistency if sampled else None,
+        "seed": seed if sampled else None,
         "lpips": f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
         "processes": state.num_processes,
     }

@@ -33,6 +33,7 @@ STAGES: list[tuple[str, str]] = [
     ("arbiscale.cli.train", "register_autoencoder"),
     ("arbiscale.cli.train_diffusion", "register_ldm"),
     ("arbiscale.cli.train_diffusion", "register_align"),
+    ("arbiscale.cli.train_liif", "register_liif"),
 ]
 
 
@@ -117,6 +118,19 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
     )
 
 
+def start_photo_run(args: argparse.Namespace, preset: Preset, default_lr: float) -> tuple[TrainSettings, list[Path], list[Path]]:
+    """Settings and (training, validation) photos of a stage trained on photo crops with --num-queries,
+    after its checks; seeds the run last, so that the model built next starts from --seed's weights."""
+    from ..data.images import list_images
+
+    settings = settings_from_args(args, preset, default_lr)
+    check_positive(args, "num-queries")
+    train_paths = list_images(args.data, args.split)
+    val_paths = validation_paths(args, train_paths)
+    set_seed(args.seed)
+    return settings, train_paths, val_paths
+
+
 def report_saved(what: str, directory: Path) -> None:
     if PartialState().is_main_process:
         print(f"saved the {what} to {directory}", file=sys.stderr)
@@ -136,17 +150,12 @@ def register_autoencoder(stages: argparse._SubParsersAction) -> None:
 
 def run_autoencoder(args: argparse.Namespace) -> int:
     from ..data.crops import ArbitraryScaleCrops
-    from ..data.images import list_images
     from ..models.autoencoder import ImplicitAutoencoder
     from ..training.autoencoder import AutoencoderTask, validation_crops
     from ..training.loop import train
 
     preset = get_preset(args.preset)
-    settings = settings_from_args(args, preset, preset.autoencoder_lr)
-    check_positive(args, "num-queries")
-    train_paths = list_images(args.data, args.split)
-    val_paths = validation_paths(args, train_paths)
-    set_seed(args.seed)
+    settings, train_paths, val_paths = start_photo_run(args, preset, preset.autoencoder_lr)
     autoencoder = ImplicitAutoencoder(**preset.autoencoder)
     factor = autoencoder.downsample_factor
     dataset = ArbitraryScaleCrops(

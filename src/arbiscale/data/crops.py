@@ -135,13 +135,21 @@ class ArbitraryScaleCrops(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def crop_and_scale(self, index: int) -> tuple[torch.Tensor, float, torch.Generator]:
+        """Item `index`'s float HR crop (augmented), its scale s, and its generator for any further draws.
+
+        Shared with datasets that build other items from the same crops (the LIIF baseline's), so they
+        draw crops exactly as this one does.
+        """
         generator = item_generator(self.seed, 0 if self.deterministic else self.epoch, index)
         crop = random_crop(self.images[index % len(self.images)], self.crop_size, generator)
         if self.augment:
             crop = random_dihedral(crop, generator)
-        image = uint8_to_float(crop)
         scale = 1 + (self.max_scale - 1) * float(torch.rand((), generator=generator))
+        return uint8_to_float(crop), scale, generator
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, scale, generator = self.crop_and_scale(index)
         target = resize(image, scaled_size(self.latent_size, scale))
         coord, cell, values = sample_queries(target, self.num_queries, generator)
         return {"image": image, "coord": coord, "cell": cell, "target": values}

@@ -8,6 +8,8 @@ What a number means (also written into every report):
 - With K samples per input, each image's score is the mean over its K samples (image i, sample k is
   drawn with seed S + i*K + k, at every scale); diversity (K >= 2) is the mean pairwise absolute
   difference between them. Dataset numbers are means over images.
+- The model is a diffusion `UpscalePipeline` (method "ours") or the LIIF regression baseline (method
+  "liif"): deterministic, so it renders one output per input and sampler, steps and seeds do not apply.
 - Sharding: process p of n evaluates images p, p+n, ...; the records are gathered on the main process,
   sorted by image, and reduced there, so the report does not depend on the number of processes.
 """
@@ -27,6 +29,7 @@ from ..data.eval_sets import LR_FILE_SOURCE, EvalPair, EvalSet, load_hr, make_pa
 from ..data.images import save_image
 from ..errors import UserError
 from ..metrics import LPIPS, Unavailable, diversity, lr_consistency, metric_settings, quantize_8bit, resize
+from ..models.liif import LIIF
 from ..pipelines import UpscalePipeline
 from .report import (
     centre_crop,
@@ -41,6 +44,7 @@ from .report import (
 )
 
 OURS = "ours"
+LIIF_METHOD = "liif"
 BASELINES = ("bicubic", "nearest")
 # (key, table title); LPIPS and diversity appear only when they were computed.
 METRICS = (
@@ -108,13 +112,25 @@ def _scores(outputs: torch.Tensor, pair: EvalPair, protocol: str, scale: float, 
     return scores
 
 
-def evaluated_methods(config: SrEvalConfig, pipe: UpscalePipeline | None) -> list[str]:
-    """Method names in report order: the baselines, then the model as "ours"."""
-    return [*config.baselines, *([OURS] if pipe is not None else [])]
+def model_method(pipe: UpscalePipeline | LIIF) -> str:
+    """The report's name for the evaluated model: "liif" for the LIIF baseline, "ours" for a pipeline."""
+    return LIIF_METHOD if isinstance(pipe, LIIF) else OURS
+
+
+def evaluated_methods(config: SrEvalConfig, pipe: UpscalePipeline | LIIF | None) -> list[str]:
+    """Method names in report order: the baselines, then the model (`model_method`)."""
+    return [*config.baselines, *([model_method(pipe)] if pipe is not None else [])]
+
+
+def liif_upscale(liif: LIIF, lr: torch.Tensor, size: tuple[int, int], autocast_dtype: torch.dtype | None) -> torch.Tensor:
+    """LIIF's one output at `size`; its networks run autocast to bf16/fp16 when that is asked for."""
+    reduced = autocast_dtype not in (None, torch.float32)
+    with torch.autocast(lr.device.type, dtype=autocast_dtype if reduced else None, enabled=reduced):
+        return liif.upscale(lr, size).float()
 
 
 def evaluate_image(
-    index: int, eval_set: EvalSet, config: SrEvalConfig, pipe: UpscalePipeline | None, lpips: LPIPS | Unavailable, device: torch.device
+    index: int, eval_set: EvalSet, config: SrEvalConfig, pipe: UpscalePipeline | LIIF | None, lpips: LPIPS | Unavailable, device: torch.device
 ) -> dict:
     """One image at every scale: {index, name, scales: {scale: {lr_source, sizes, methods: {method: scores}}}, grid}."""
     image = eval_set.images[index]
@@ -124,7 +140,9 @@ def evaluate_image(
         pair = make_pair(image, hr, scale, config.resize)
         size = tuple(pair.hr.shape[-2:])
         outputs = {name: quantize_8bit(baseline_upscale(name, pair.lr, size, config.resize)) for name in config.baselines}
-        if pipe is not None:
+        if isinstance(pipe, LIIF):
+            outputs[LIIF_METHOD] = quantize_8bit(liif_upscale(pipe, pair.lr, size, config.autocast_dtype))
+        elif pipe is not None:
             generators = [torch.Generator().manual_seed(config.seed + index * config.samples + k) for k in range(config.samples)]
             result = pipe(pair.lr, size=size, generator=generators, num_samples=config.samples, autocast_dtype=config.autocast_dtype, **config.sampling)
             outputs[OURS] = quantize_8bit(result.images)
@@ -174,7 +192,7 @@ def summarise(records: list[dict], config: SrEvalConfig, methods: list[str], lpi
 def evaluate_sr(
     eval_set: EvalSet,
     config: SrEvalConfig,
-    pipe: UpscalePipeline | None,
+    pipe: UpscalePipeline | LIIF | None,
     lpips: LPIPS | Unavailable,
     state: PartialState,
     device: torch.device,
@@ -245,7 +263,8 @@ def write_sr_report(
     lines = [
         "# Super-resolution evaluation",
         "",
-        f"- model: {header['model'] or 'none (baselines only)'}",
+        f"- model: {header['model'] or 'none (baselines only)'}"
+        + (" (the LIIF regression baseline: deterministic, so sampler, steps, eta, seed, samples and --lr-consistency do not apply)" if LIIF_METHOD in methods else ""),
         f"- data: {header['data']} (layout {header['layout']}, {header['num_images']} whole images, HR cropped to LR size x scale)",
         f"- protocol: {config.protocol}: channel {settings[0]['channel']}, shave "
         + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),

@@ -29,13 +29,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from decoder_throughput import cpu_name  # benchmarks/ is on sys.path when this script runs
+from decoder_throughput import (
+    cpu_name,  # benchmarks/ is on sys.path when this script runs
+)
 
-from arbiscale.cli.inference_options import add_lr_consistency_option, bundled_model_dir, device_and_dtype, load_pipeline, sampling_settings
+from arbiscale.cli.inference_options import (
+    add_upscale_options,
+    bundled_model_dir,
+    device_and_dtype,
+    load_pipeline,
+    sampling_settings,
+    upscale_settings,
+)
 from arbiscale.data.eval_sets import LAYOUTS, open_eval_set
 from arbiscale.errors import UserError
-from arbiscale.evaluation.report import check_report_dir, format_value, markdown_table, plot_metrics_vs_scale, write_json, write_text
-from arbiscale.evaluation.sr import OURS, SrEvalConfig, evaluate_image, scale_key, summarise
+from arbiscale.evaluation.report import (
+    check_report_dir,
+    format_value,
+    markdown_table,
+    plot_metrics_vs_scale,
+    write_json,
+    write_text,
+)
+from arbiscale.evaluation.sr import (
+    OURS,
+    SrEvalConfig,
+    evaluate_image,
+    scale_key,
+    summarise,
+)
 from arbiscale.metrics import PROTOCOLS, RESIZE_METHODS, load_lpips
 from arbiscale.pipelines import UpscalePipeline
 from arbiscale.pipelines.base import LatentImplicitPipeline
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 network precision (default fp32, as eval sr)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    add_lr_consistency_option(parser)
+    add_upscale_options(parser)
     parser.add_argument("--tolerance-db", type=float, default=0.1, help="PSNR-Y loss accepted for the suggested default")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json, report.md and psnr_vs_steps.png")
     parser.add_argument("--overwrite", action="store_true")
@@ -237,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "scales": scales, "protocol": args.protocol, "resize": args.resize, "seed": args.seed, "autocast_dtype": dtype, "grid_images": 0,
     }
     configs = {BICUBIC: SrEvalConfig(**base, baselines=(BICUBIC,))}
-    configs |= {s: SrEvalConfig(**base, baselines=(), sampling=s.sampling() | {"lr_consistency": args.lr_consistency}) for s in settings}
+    configs |= {s: SrEvalConfig(**base, baselines=(), sampling=s.sampling() | upscale_settings(args)) for s in settings}
     check_report_dir(args.out, REPORT_FILES, args.overwrite)
     eval_set = open_eval_set(args.data, args.layout, args.split, args.max_images)
     if not eval_set.images:
@@ -256,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": str(dtype).removeprefix("torch."), "device": str(device), "threads": torch.get_num_threads(),
         "cpu": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), "torch": torch.__version__,
         "date": datetime.date.today().isoformat(), "tolerance_db": args.tolerance_db,
-        "lr_consistency": args.lr_consistency,
+        **upscale_settings(args),
     }
 
     warm = Setting("dpm-solver++", 1, None)

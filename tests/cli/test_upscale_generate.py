@@ -49,8 +49,8 @@ def test_upscale_to_an_explicit_size_and_single_file(tmp_path, tiny_models):
 def test_lr_consistency_flag_makes_the_output_shrink_back_to_the_input(tmp_path, tiny_models):
     source = write_image(tmp_path / "photo.png", (12, 16))
     common = [str(source), "-s", "3", "--model", str(tiny_models / "sr"), *FAST]
-    assert main(["upscale", *common, "-o", str(tmp_path / "raw.png")]) == 0
-    assert main(["upscale", *common, "-o", str(tmp_path / "consistent.png"), "--lr-consistency"]) == 0
+    assert main(["upscale", *common, "-o", str(tmp_path / "raw.png"), "--no-lr-consistency"]) == 0
+    assert main(["upscale", *common, "-o", str(tmp_path / "consistent.png")]) == 0  # on by default
 
     def shrunk_error(path):
         shrunk = Image.open(path).resize((16, 12), Image.Resampling.BICUBIC, reducing_gap=None)
@@ -124,7 +124,8 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_models, caps
         (["-s", "2", "--num-samples", "0"], "--num-samples"), (["-s", "2", "--device", "tpu"], "--device"),
         (["-s", "2", "--dtype", "fp8"], "--dtype"), (["-s", "2", "--seed", "-1"], "--seed"), ([], "--scale"),
         (["-s", "2", "--size", "4x4"], "--size"), (["-s", "2", "--num-samples", "2", "-o", "one.png"], "folder"),
-        (["-s", "2", "--max-latent-side", "x"], "--max-latent-side"),
+        (["-s", "2", "--max-latent-side", "x"], "--max-latent-side"), (["-s", "2", "--strength", "0"], "--strength"),
+        (["-s", "2", "--strength", "1.5"], "--strength"), (["-s", "2", "--strength", "x"], "--strength"),
     ],
 )
 def test_bad_upscale_values_exit_2_with_one_line(tmp_path, tiny_models, capsys, monkeypatch, options, option):

@@ -49,13 +49,14 @@ from ..pipelines import GenerationPipeline, UpscalePipeline
 from ..pipelines.base import LatentImplicitPipeline
 from ..sampling.schedulers import SAMPLERS
 from .inference_options import (
-    add_lr_consistency_option,
+    add_upscale_options,
     device_and_dtype,
     int_at_least,
     parse_seed,
     positive_float,
     sampling_settings,
     size_option,
+    upscale_settings,
 )
 
 # Options that change where or how verbosely a run writes, not its numbers: left out of the recorded command.
@@ -95,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sr.add_argument("--grid-crop", default="256", help="side of the centre crop shown per grid cell, in output pixels (default 256)")
     sr.add_argument("--lpips-alex", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth) for LPIPS")
     sr.add_argument("--lpips-linear", help="lpips linear-head weights (weights/v0.1/alex.pth) for LPIPS")
-    add_lr_consistency_option(sr)
+    add_upscale_options(sr)
     sr.set_defaults(run=run_sr)
 
     gen = tasks.add_parser("gen", help="SelfSSIM across sizes and, with an Inception file, FID/KID/precision/recall")
@@ -194,7 +195,7 @@ def run_sr(args: argparse.Namespace) -> int:
         baselines=baselines,
         samples=1 if isinstance(pipe, LIIF) else samples,
         seed=seed,
-        sampling=settings | {"lr_consistency": args.lr_consistency},
+        sampling=settings | upscale_settings(args),
         autocast_dtype=dtype,
         grid_images=int_at_least(args.grid_images, "--grid-images", 0),
         grid_crop=int_at_least(args.grid_crop, "--grid-crop"),
@@ -225,7 +226,7 @@ def run_sr(args: argparse.Namespace) -> int:
         "baselines": list(baselines),
         "samples": config.samples,
         **_sampler_header(settings, sampled),
-        "lr_consistency": args.lr_consistency if sampled else None,
+        **({key: value if sampled else None for key, value in upscale_settings(args).items()}),
         "seed": seed if sampled else None,
         "lpips": f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
         "processes": state.num_processes,

@@ -28,7 +28,7 @@ from ..pipelines.upscale import UpscalePipeline
 from ..sampling.sizes import output_size
 from .inference_options import (
     add_inference_options,
-    add_lr_consistency_option,
+    add_upscale_options,
     check_side_limit,
     device_and_dtype,
     generators,
@@ -38,6 +38,7 @@ from .inference_options import (
     parse_seed,
     positive_float,
     sampling_settings,
+    upscale_settings,
     size_option,
 )
 
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the latent then follows the output size. Default: the free memory, with the usual latent cap",
     )
     add_inference_options(parser)
-    add_lr_consistency_option(parser)
+    add_upscale_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if size is not None:
         check_side_limit(size, limit)
     num_samples = int_at_least(args.num_samples, "--num-samples")
-    settings = sampling_settings(args) | {"lr_consistency": args.lr_consistency}
+    settings = sampling_settings(args) | upscale_settings(args)
     max_latent_side = int_at_least(args.max_latent_side, "--max-latent-side") if args.max_latent_side is not None else None
     tiling = dict(
         tile_size=int_at_least(args.tile, "--tile") if args.tile is not None else None,

@@ -119,6 +119,7 @@ class UpscalePipeline(LatentImplicitPipeline):
         tile_overlap: int | None = None,
         max_memory: int | str | None = None,
         lr_consistency: bool = False,
+        strength: float = 1.0,
     ) -> UpscaleOutput:
         """Upsample each image `num_samples` times; a list of generators gives one seed per output image.
 
@@ -127,7 +128,9 @@ class UpscalePipeline(LatentImplicitPipeline):
         handle large images: see point 5 of the module docstring. `decode_chunk` is then an upper
         bound on the query points per step, lowered to fit the budget. `lr_consistency` replaces the
         output's low frequencies with the input's (`pipelines.consistency`): the output then shrinks
-        back to the input, whatever colour drift the sampled latent has.
+        back to the input, whatever colour drift the sampled latent has. `strength` < 1 starts the
+        sampler from the encoded input noised to that fraction of the schedule instead of from pure
+        noise (1, the paper's setting: every step from pure noise).
         """
         if num_samples < 1:
             raise UserError(f"the number of samples must be at least 1, got {num_samples}")
@@ -149,7 +152,7 @@ class UpscalePipeline(LatentImplicitPipeline):
             condition = condition.repeat_interleave(num_samples, dim=0)
             latents = sample_latents(
                 denoiser, scheduler, tuple(condition.shape), condition, num_inference_steps,
-                self.resolve_eta(sampler, eta), generator, self.progress_bar,
+                self.resolve_eta(sampler, eta), generator, self.progress_bar, start=condition, strength=strength,
             ) / latent_scale
             del condition
             if plan.code_tile is None:

@@ -38,22 +38,39 @@ def sample_latents(
     eta: float | None = None,
     generator: Generator = None,
     progress_bar: Callable[[Iterable], Iterable] | None = None,
+    start: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> torch.Tensor:
     """Run the sampler from pure noise to a clean latent of `shape`, in the denoiser's scaled space.
 
     `condition` (SR) is the scaled encoded LR latent, same spatial size as `shape`. With a list of
     generators, one per sample, each sample is fixed by its own seed whatever the batch. The loop
     runs in float32; under an active autocast only the UNet runs in reduced precision.
+    With `strength` < 1 the loop starts from `start` noised to that fraction of the schedule and
+    runs only the remaining steps (diffusers' img2img convention): it skips the high-noise steps,
+    where an eps-predicting denoiser's small errors are amplified most.
     """
     if num_inference_steps < 1:
         raise UserError(f"the number of steps must be at least 1, got {num_inference_steps}")
+    if not 0.0 < strength <= 1.0:
+        raise UserError(f"strength must be in (0, 1], got {strength}")
+    if strength < 1.0 and start is None:
+        raise ValueError("a strength below 1 needs a start latent")
     if isinstance(generator, list) and len(generator) != shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}: give one per sample")
     device = denoiser.device
     options = step_options(scheduler, eta, generator)
     scheduler.set_timesteps(num_inference_steps, device=device)
-    latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32) * scheduler.init_noise_sigma
+    latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
     timesteps = scheduler.timesteps
+    if strength < 1.0:
+        skipped = num_inference_steps - max(1, round(num_inference_steps * strength))
+        timesteps = timesteps[skipped * scheduler.order :]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(skipped * scheduler.order)
+        latents = scheduler.add_noise(start.float(), latents, timesteps[:1])
+    else:
+        latents = latents * scheduler.init_noise_sigma
     for t in progress_bar(timesteps) if progress_bar is not None else timesteps:
         model_input = scheduler.scale_model_input(latents, t)
         noise_pred = denoiser(model_input, t, condition).float()

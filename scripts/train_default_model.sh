@@ -3,7 +3,7 @@
 # Re-running the script continues each stage from its newest checkpoint (finished stages are skipped).
 # Usage: scripts/train_default_model.sh CORPUS_DIR RUNS_DIR
 #   CORPUS_DIR: built by scripts/build_corpus.py (train.txt / val.txt inside)
-#   Step counts can be overridden: AE_STEPS, SR_STEPS, ALIGN_STEPS, GEN_STEPS. On a GPU add
+#   Step counts can be overridden: AE_STEPS, SR_STEPS, ALIGN_STEPS, GEN_STEPS, LIIF_STEPS. On a GPU add
 #   MIXED_PRECISION=bf16; on several GPUs prefix LAUNCH="accelerate launch --multi_gpu --num_processes N".
 set -euo pipefail
 corpus=${1:?usage: $0 CORPUS_DIR RUNS_DIR}
@@ -21,7 +21,8 @@ stage() {  # stage NAME ARGS...: run unless RUNS/NAME/model already exists
     echo "== $name"; $launch train "$@" --out "$runs/$name" "${common[@]}"
 }
 
-stage autoencoder autoencoder --steps "${AE_STEPS:-20000}" --num-queries 1024
-stage ldm-sr ldm --task sr --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-30000}" --batch-size 16
-stage align-sr align --model "$runs/ldm-sr/model" --steps "${ALIGN_STEPS:-5000}" --num-queries 1024
-stage ldm-gen ldm --task gen --autoencoder "$runs/autoencoder/model" --steps "${GEN_STEPS:-30000}" --batch-size 16
+stage autoencoder autoencoder --steps "${AE_STEPS:-12000}" --num-queries 1024
+stage ldm-sr ldm --task sr --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-15000}" --batch-size 16
+stage align-sr align --model "$runs/ldm-sr/model" --steps "${ALIGN_STEPS:-2000}" --num-queries 1024
+stage ldm-gen ldm --task gen --autoencoder "$runs/autoencoder/model" --steps "${GEN_STEPS:-15000}" --batch-size 16
+stage liif liif --steps "${LIIF_STEPS:-4500}" --batch-size 16   # the regression baseline of MODEL_CARD.md

@@ -27,6 +27,7 @@ from ..pipelines.memory import parse_memory
 from ..pipelines.upscale import UpscalePipeline
 from ..sampling.sizes import output_size
 from .inference_options import (
+    UPSCALE_SAMPLING,
     add_inference_options,
     add_upscale_options,
     check_side_limit,
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="memory budget, e.g. 4GB (K/M/G are powers of 1024), from which tile and query-chunk sizes are chosen; "
         "the latent then follows the output size. Default: the free memory, with the usual latent cap",
     )
-    add_inference_options(parser)
+    add_inference_options(parser, **UPSCALE_SAMPLING)
     add_upscale_options(parser)
     parser.set_defaults(run=run)
 

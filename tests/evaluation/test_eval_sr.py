@@ -97,7 +97,9 @@ def test_model_with_several_samples(tmp_path, eval_photos, tiny_models):
     assert results["samples"] == 2 and results["sampler"] == "ddim" and results["steps"] == 2 and results["eta"] == 1.0 and results["seed"] == 5
     assert ours["diversity"] > 0 and "diversity" not in results["results"]["2"]["methods"]["bicubic"]
     assert math.isfinite(ours["psnr"]) and ours["lpips"].startswith("unavailable")
-    assert "| ours |" in (out / "report.md").read_text()
+    assert results["strength"] == 0.4 and results["lr_consistency"] is True  # the command line's defaults
+    report = (out / "report.md").read_text()
+    assert "| ours |" in report and "strength 0.4, LR consistency on" in report
     assert Image.open(out / "grid_x2.png").size[0] >= 4 * 76  # LR | bicubic | ours | GT
 
 

@@ -270,7 +270,9 @@ def write_sr_report(
         + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),
         "- LR: " + "; ".join(f"x{k}: {per_scale[k]['lr_source']}" for k in keys),
         f"- outputs scored as 8-bit images; samples per input: {config.samples}"
-        + (f"; sampler {header['sampler']}, {header['steps']} steps, eta {header['eta']}, seed {config.seed}" if OURS in methods else ""),
+        + (f"; sampler {header['sampler']}, {header['steps']} steps, eta {header['eta']}, seed {config.seed}" if OURS in methods else "")
+        + (f"; strength {header['strength']}, LR consistency {'on' if header['lr_consistency'] else 'off'}"
+           if OURS in methods and header.get("strength") is not None else ""),
         f"- command: `{header['command']}`",
         f"- date: {data['date']}",
         "",

@@ -17,11 +17,13 @@ import datetime
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arbiscale.evaluation.report import write_text
 from arbiscale.geometry import cell_size, coord_grid
 from arbiscale.models import ImplicitAutoencoder, ImplicitHead
 from arbiscale.presets import get_preset
@@ -197,8 +199,7 @@ def main() -> None:
     table = "\n".join(lines + [""] + [f"- {note}" for note in notes]) + "\n"
     print(table)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(table)
+        write_text(Path(args.output), table, overwrite=True)
 
 
 if __name__ == "__main__":

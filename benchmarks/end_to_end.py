@@ -26,12 +26,14 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from skimage import data
 
 from arbiscale.data.images import resize
+from arbiscale.evaluation.report import write_text
 from arbiscale.geometry import parse_size, scaled_size
 from arbiscale.models.autoencoder import ImplicitAutoencoder
 from arbiscale.models.idm import IDMStyleSR
@@ -252,8 +254,7 @@ def main() -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(table)
+        write_text(Path(args.output), table, overwrite=True)
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ def run_sr(args: argparse.Namespace) -> int:
     samples = int_at_least(args.samples, "--samples")
     pipe = _load_sr_model(args.model, device) if args.model is not None else None
     sampled = isinstance(pipe, UpscalePipeline)
+    upscale = upscale_settings(args)
     config = SrEvalConfig(
         scales=scales,
         protocol=_choice(args.protocol, PROTOCOLS, "--protocol"),
@@ -195,7 +196,7 @@ def run_sr(args: argparse.Namespace) -> int:
         baselines=baselines,
         samples=1 if isinstance(pipe, LIIF) else samples,
         seed=seed,
-        sampling=settings | upscale_settings(args),
+        sampling=settings | upscale,
         autocast_dtype=dtype,
         grid_images=int_at_least(args.grid_images, "--grid-images", 0),
         grid_crop=int_at_least(args.grid_crop, "--grid-crop"),
@@ -226,7 +227,7 @@ def run_sr(args: argparse.Namespace) -> int:
         "baselines": list(baselines),
         "samples": config.samples,
         **_sampler_header(settings, sampled),
-        **({key: value if sampled else None for key, value in upscale_settings(args).items()}),
+        **{key: value if sampled else None for key, value in upscale.items()},
         "seed": seed if sampled else None,
         "lpips": f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
         "processes": state.num_processes,

@@ -15,7 +15,6 @@ from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, UpDecoderBlock2D
 from torch import nn
 
-from ..geometry import cell_size, pixel_centres
 from .implicit_head import ImplicitHead
 
 
@@ -150,10 +149,7 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         """Render the latent as a (B, 3, H, W) float32 image of any size, into `out` when given (e.g.
         one image's slice of a batch). Rendered in bands of rows (`ImplicitHead.render`), so memory
         beyond the image itself is bounded by `chunk_size` and does not grow with (H, W)."""
-        if out is None:
-            out = torch.empty((latent.shape[0], self.config.image_channels, *size), device=latent.device, dtype=torch.float32)
-        ys, xs = (pixel_centres(length, latent.device) for length in size)
-        return self.head.render(self.feature_decoder(latent), ys, xs, cell_size(size, latent.device), out, chunk_size)
+        return self.head.render_image(self.feature_decoder(latent), size, chunk_size, out)
 
     def forward(self, images: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """Reconstruct the images at the given query coordinates (training path)."""

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..geometry import cell_size, pixel_centres
+
 # MLP rows (queries x ensemble neighbours) per step: 16384 x 128 float32 activations fit the L2/L3
 # caches; measured fastest on CPU in benchmarks/decoder_throughput.py.
 CACHE_ROWS = 16384
@@ -167,3 +169,12 @@ class ImplicitHead(nn.Module):
                 values = self.query(projected, features.shape[-2:], coord, cell.expand(batch, coord.shape[1], 2))
                 out[:, :, top : top + len(rows), left : left + len(cols)] = values.transpose(1, 2).unflatten(2, (len(rows), len(cols)))
         return out
+
+    def render_image(
+        self, features: torch.Tensor, size: tuple[int, int], chunk_size: int | None = None, out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`render` over a whole (H, W) image's pixel centres, into `out` or a new float32 (B, out, H, W)."""
+        if out is None:
+            out = torch.empty((features.shape[0], self.mlp[-1].out_features, *size), device=features.device, dtype=torch.float32)
+        ys, xs = (pixel_centres(length, features.device) for length in size)
+        return self.render(features, ys, xs, cell_size(size, features.device), out, chunk_size)

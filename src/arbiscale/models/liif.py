@@ -13,7 +13,6 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..errors import UserError
-from ..geometry import cell_size, coord_grid
 from ..sampling.sizes import check_output_size
 from .implicit_head import ImplicitHead
 
@@ -76,9 +75,6 @@ class LIIF(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def upscale(self, lr_images: torch.Tensor, size: tuple[int, int], chunk_size: int | None = 65536) -> torch.Tensor:
-        """Render the LR images at (H, W), any size and aspect ratio, in chunks of query points."""
-        height, width = check_output_size(tuple(size))
-        batch = lr_images.shape[0]
-        coord = coord_grid((height, width), lr_images.device).unsqueeze(0).expand(batch, -1, -1)
-        values = self(lr_images, coord, cell_size((height, width), lr_images.device), chunk_size)
-        return values.transpose(1, 2).reshape(batch, -1, height, width).clamp(-1, 1)
+        """Render the LR images at (H, W), any size and aspect ratio, in bands of query points (memory
+        beyond the output bounded by `chunk_size`, as for our decoder)."""
+        return self.head.render_image(self.encode(lr_images), check_output_size(tuple(size)), chunk_size).clamp_(-1, 1)

@@ -1,6 +1,7 @@
-"""The paper's decoder ablation at our scale: AE decoder + MLP (our IND) vs MLP only.
+"""The paper's decoder ablation at our scale: AE decoder + MLP (the paper's IND) vs MLP only, and
+our variant with the latent also handed to the head (`latent_skip`, the `small` preset's choice).
 
-Both arms are the same preset, trained by the same stage-1 loop on the same crops, steps and seed;
+All arms are the same preset, trained by the same stage-1 loop on the same crops, steps and seed;
 the "MLP only" arm drops D_phi (`use_feature_decoder=False`) so the implicit head reads the latent
 directly. Each is scored on fixed centre crops of the validation photos: encode the crop, render the
 latent at s x its size and compare with the crop resized (antialiased) to that size, RGB PSNR.
@@ -27,13 +28,18 @@ from arbiscale.presets import get_preset
 from arbiscale.training.autoencoder import AutoencoderTask, default_validation_scale, validation_crops
 from arbiscale.training.loop import TrainSettings, train
 
-ARMS = {"AE decoder + MLP (ours)": True, "MLP only": False}
+# Each arm overrides the preset's autoencoder config (the `small` preset itself has the latent skip).
+ARMS = {
+    "AE decoder + latent skip + MLP": {"latent_skip": True},
+    "AE decoder + MLP (paper's IND)": {"latent_skip": False},
+    "MLP only": {"use_feature_decoder": False, "latent_skip": False},
+}
 
 
-def train_arm(use_feature_decoder: bool, args: argparse.Namespace, out_dir: Path) -> ImplicitAutoencoder:
+def train_arm(overrides: dict, args: argparse.Namespace, out_dir: Path) -> ImplicitAutoencoder:
     preset = get_preset(args.preset)
     set_seed(args.seed)
-    model = ImplicitAutoencoder(**{**preset.autoencoder, "use_feature_decoder": use_feature_decoder})
+    model = ImplicitAutoencoder(**{**preset.autoencoder, **overrides})
     factor = model.downsample_factor
     paths = list_images(args.corpus, args.corpus / "train.txt")
     dataset = ArbitraryScaleCrops(paths, preset.latent_size, factor, num_queries=args.num_queries, length=100 * args.batch_size, seed=args.seed)
@@ -75,8 +81,8 @@ def main() -> None:
     crops = validation_crops(val_paths, preset.latent_size, factor, count=len(val_paths))
     scales = sorted({1.0, default_validation_scale(factor), float(factor)})
     table = {}
-    for name, use_feature_decoder in ARMS.items():
-        model = train_arm(use_feature_decoder, args, args.out / ("ind" if use_feature_decoder else "mlp-only"))
+    for index, (name, overrides) in enumerate(ARMS.items()):
+        model = train_arm(overrides, args, args.out / f"arm{index}")
         table[name] = score(model, crops, scales)
         print(name, json.dumps(table[name]))
     (args.out / "results.json").write_text(json.dumps({"settings": vars(args) | {"corpus": str(args.corpus), "out": str(args.out)}, "psnr": table}, indent=2))

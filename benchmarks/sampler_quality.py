@@ -29,13 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from decoder_throughput import (
-    cpu_name,  # benchmarks/ is on sys.path when this script runs
-)
 
 from arbiscale.cli.inference_options import (
     add_upscale_options,
-    bundled_model_dir,
     device_and_dtype,
     load_pipeline,
     sampling_settings,
@@ -59,8 +55,11 @@ from arbiscale.evaluation.sr import (
     summarise,
 )
 from arbiscale.metrics import PROTOCOLS, RESIZE_METHODS, load_lpips
-from arbiscale.pipelines import UpscalePipeline
+from arbiscale.pipelines import UpscalePipeline, bundled_model_dir
 from arbiscale.pipelines.base import LatentImplicitPipeline
+from decoder_throughput import (
+    cpu_name,  # benchmarks/ is on sys.path when this script runs
+)
 
 DEFAULT_SETTINGS = (
     "ddim:200:1", "ddim:50:1",
@@ -266,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"no images to evaluate in {args.data}")
     lpips = load_lpips(None, None)
     args.no_progress = True
-    pipe = load_pipeline(UpscalePipeline, args, "sr")
+    pipe = load_pipeline(UpscalePipeline, args)
     timed = TimedPipeline(pipe)
     header = {
         "benchmark": "sampler_quality",

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-from arbiscale.cli.inference_options import bundled_model_dir
 from arbiscale.data.images import image_to_tensor, load_image
 from arbiscale.metrics import psnr
-from arbiscale.pipelines import load_pipeline
+from arbiscale.pipelines import bundled_model_dir, load_pipeline
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coffee.png"
 

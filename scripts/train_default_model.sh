@@ -11,7 +11,7 @@ runs=${2:?usage: $0 CORPUS_DIR RUNS_DIR}
 launch=${LAUNCH:-arbiscale}
 [ "$launch" = arbiscale ] || launch="$launch -m arbiscale.cli.main"
 common=(--data "$corpus" --split "$corpus/train.txt" --val-split "$corpus/val.txt" --preset small
-        --mixed-precision "${MIXED_PRECISION:-no}" --checkpoint-every 500 --validate-every 1000 --log-every 50 --resume)
+        --mixed-precision "${MIXED_PRECISION:-auto}" --checkpoint-every 500 --validate-every 1000 --log-every 50 --resume)
 
 stage() {  # stage NAME ARGS...: run unless RUNS/NAME/model already exists
     local name=$1; shift

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from arbiscale.geometry import cell_size, coord_grid, parse_size, pixel_centres, scaled_size
+from arbiscale.geometry import cell_size, coord_grid, format_size, parse_size, pixel_centres, scaled_size
 
 
 def test_coord_grid_is_rows_first_pixel_centres_for_non_square_sizes():
@@ -39,9 +39,11 @@ def test_scaled_size_rejects_bad_scales(scale):
         scaled_size((8, 8), scale)
 
 
-def test_parse_size():
-    assert parse_size("384x256") == (384, 256)
-    assert parse_size("64") == (64, 64)
+def test_parse_size_reads_width_x_height_and_returns_height_width():
+    assert parse_size("384x256") == (256, 384)
+    assert format_size(parse_size("1920x1080")) == "1920x1080"
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT, e.g. 64x64"):
+        parse_size("64")
     for bad in ["0x10", "abc", "10x", "1x2x3", "-4x4"]:
         with pytest.raises(ValueError, match="size"):
             parse_size(bad)

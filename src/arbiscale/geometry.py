@@ -40,14 +40,22 @@ def scaled_size(size: tuple[int, int], scale: float | tuple[float, float]) -> tu
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'384x256' -> (384, 256), read as HxW; a single number means a square."""
+    """'384x256' -> (256, 384): sizes are written WIDTHxHEIGHT, as image tools write them (ImageMagick,
+    ffmpeg, Pillow's `size`), and returned (H, W) like every size in the code. A bare number is refused:
+    it reads as a square to some and as a width (aspect kept) to others."""
     parts = text.lower().replace("*", "x").split("x")
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"size {text!r} is not HxW with whole numbers, e.g. 384x256") from None
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT with whole numbers, e.g. 384x256") from None
     if len(values) == 1:
-        values = values * 2
+        raise ValueError(f"size {text!r} has one number: give WIDTHxHEIGHT, e.g. {values[0]}x{values[0]} for a square")
     if len(values) != 2 or min(values) <= 0:
-        raise ValueError(f"size {text!r} must be HxW with two positive whole numbers, e.g. 384x256")
-    return values[0], values[1]
+        raise ValueError(f"size {text!r} must be WIDTHxHEIGHT with two positive whole numbers, e.g. 384x256")
+    width, height = values
+    return height, width
+
+
+def format_size(size: tuple[int, int]) -> str:
+    """(H, W) -> 'WxH', the form of `parse_size`, for file names and messages."""
+    return f"{size[1]}x{size[0]}"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arbiscale.cli import inference_options
 from arbiscale.cli.main import main
+from arbiscale.pipelines import base as pipeline_base
 
 FAST = ["--steps", "2", "--no-progress"]
 
@@ -40,10 +40,28 @@ def test_upscale_file_to_folder_at_a_non_integer_scale(tmp_path, tiny_models, ca
 def test_upscale_to_an_explicit_size_and_single_file(tmp_path, tiny_models):
     source = write_image(tmp_path / "photo.png", (10, 14))
     assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "--size", "50x20", "--model", str(tiny_models / "sr"), *FAST]) == 0
-    assert Image.open(tmp_path / "out" / "photo_50x20.png").size == (20, 50)
+    assert Image.open(tmp_path / "out" / "photo_50x20.png").size == (50, 20)  # WIDTHxHEIGHT, as PIL's (W, H)
     target = tmp_path / "single.jpg"
     assert main(["upscale", str(source), "-o", str(target), "-s", "3.7", "--model", str(tiny_models / "sr"), *FAST]) == 0
     assert Image.open(target).size == (52, 37)
+
+
+def test_size_is_width_x_height(tmp_path, tiny_models):
+    source = write_image(tmp_path / "photo.png", (9, 16))
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "--size", "64x36", "--model", str(tiny_models / "sr"), *FAST]) == 0
+    assert Image.open(tmp_path / "out" / "photo_64x36.png").size == (64, 36)  # 64 wide, 36 tall
+
+
+def test_skip_existing_keeps_outputs_and_makes_the_missing_ones(tmp_path, tiny_models, capsys):
+    sources = [write_image(tmp_path / "in" / f"{name}.png", (8, 8), seed=i) for i, name in enumerate(("a", "b"))]
+    out = tmp_path / "out"
+    command = ["upscale", str(sources[0]), "-o", str(out), "-s", "2", "--model", str(tiny_models / "sr"), *FAST]
+    assert main(command) == 0
+    kept = (out / "a_x2.png").stat().st_mtime_ns
+    assert main(command) == 2  # refused without a choice
+    assert "--skip-existing" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "in"), *command[2:], "--skip-existing"]) == 0
+    assert (out / "a_x2.png").stat().st_mtime_ns == kept and (out / "b_x2.png").is_file()
 
 
 def test_lr_consistency_flag_makes_the_output_shrink_back_to_the_input(tmp_path, tiny_models):
@@ -63,7 +81,7 @@ def test_several_samples_get_suffixes_and_differ(tmp_path, tiny_models):
     source = write_image(tmp_path / "photo.png", (8, 8))
     out = tmp_path / "out"
     assert main(["upscale", str(source), "-o", str(out), "-s", "2", "--num-samples", "2", "--model", str(tiny_models / "sr"), *FAST]) == 0
-    first, second = out / "photo_x2_s0.png", out / "photo_x2_s1.png"
+    first, second = out / "photo_x2_seed0.png", out / "photo_x2_seed1.png"
     assert np.abs(pixels(first) - pixels(second)).max() > 0
     # sample k uses seed + k: a one-sample run with --seed 1 reproduces the second sample
     assert main(["upscale", str(source), "-o", str(tmp_path / "again.png"), "-s", "2", "--seed", "1", "--model", str(tiny_models / "sr"), *FAST]) == 0
@@ -116,7 +134,8 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_models, caps
 @pytest.mark.parametrize(
     ("options", "option"),
     [
-        (["-s", "0"], "--scale"), (["-s", "-2"], "--scale"), (["-s", "nan"], "--scale"), (["-s", "inf"], "--scale"),
+        (["-s", "0"], "--scale"), (["-s", "-2"], "--scale"), (["-s", "0.5"], "below 1"), (["-s", "1e-9"], "below 1"),
+        (["--size", "300"], "300x300"), (["-s", "2", "--overwrite", "--skip-existing"], "--skip-existing"), (["-s", "nan"], "--scale"), (["-s", "inf"], "--scale"),
         (["-s", "abc"], "--scale"), (["--size", "0x10"], "--size"), (["--size", "abc"], "--size"),
         (["-s", "3000"], "--max-side"), (["--size", "30000x10"], "--max-side"), (["-s", "2", "--max-side", "0"], "--max-side"),
         (["-s", "2", "--steps", "0"], "--steps"), (["-s", "2", "--sampler", "euler"], "--sampler"),
@@ -144,12 +163,12 @@ def test_missing_input_and_wrong_model_exit_2(tmp_path, tiny_models, capsys):
 
 
 def test_no_bundled_model_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(inference_options.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(pipeline_base.resources, "files", lambda package: tmp_path)
     source = write_image(tmp_path / "photo.png", (8, 8))
     assert main(["upscale", str(source), "-o", str(tmp_path / "out"), "-s", "2"]) == 2
-    one_error_line(capsys, "no default model is installed")
+    one_error_line(capsys, "no bundled model is installed")
     assert main(["generate", "-o", str(tmp_path / "gen"), "--size", "8x8"]) == 2
-    one_error_line(capsys, "--model")
+    one_error_line(capsys, "saved model")
 
 
 def test_generate_renders_each_image_at_every_size(tmp_path, tiny_models, capsys):
@@ -157,7 +176,7 @@ def test_generate_renders_each_image_at_every_size(tmp_path, tiny_models, capsys
     command = ["generate", "-o", str(out), "--size", "16x24", "--size", "8x8", "--num", "3", "--seed", "7", "--model", str(tiny_models / "gen"), *FAST]
     assert main([*command, "--batch-size", "2"]) == 0
     for seed in (7, 8, 9):
-        assert Image.open(out / f"seed{seed}_16x24.png").size == (24, 16)
+        assert Image.open(out / f"seed{seed}_16x24.png").size == (16, 24)
         assert Image.open(out / f"seed{seed}_8x8.png").size == (8, 8)
     assert not np.array_equal(pixels(out / "seed7_16x24.png"), pixels(out / "seed8_16x24.png"))
     # the batch size does not change the pictures; existing files need --overwrite
@@ -188,3 +207,16 @@ def test_console_exit_code_and_message_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "arbiscale upscale: error: --scale must be a positive finite number, got -1"
+
+
+def test_version_and_help_speak_to_users(capsys):
+    from arbiscale import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"arbiscale {__version__}"
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "WIDTHxHEIGHT" in text and "Entry point" not in text
+    for command in (["upscale"], ["generate"], ["eval", "sr"], ["eval", "gen"]):
+        assert main([*command, "--help"]) == 0
+        assert "usage:" in capsys.readouterr().out

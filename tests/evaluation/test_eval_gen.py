@@ -9,8 +9,8 @@ from arbiscale.cli.main import main
 from arbiscale.metrics import quantize_8bit, self_ssim
 from arbiscale.pipelines import GenerationPipeline
 
-SIZES = [(16, 16), (24, 24), (20, 28)]
-RUN = ["--sizes", "16,24,20x28", "--num", "3", "--batch-size", "2", "--steps", "2", "--seed", "7", "--no-progress"]
+SIZES = [(16, 16), (24, 24), (28, 20)]  # (H, W) of --sizes 16x16,24x24,20x28
+RUN = ["--sizes", "16x16,24x24,20x28", "--num", "3", "--batch-size", "2", "--steps", "2", "--seed", "7", "--no-progress"]
 
 
 class ColourStatistics(torch.nn.Module):
@@ -42,7 +42,7 @@ def test_self_ssim_matrix_and_unavailable_fid(tmp_path, tiny_models):
 
     report = (out / "report.md").read_text()
     assert "## SelfSSIM" in report and "| 20x28 |" in report and "1.0000" in report and "unavailable" in report
-    assert Image.open(out / "samples.png").size[0] >= 16 + 24 + 28
+    assert Image.open(out / "samples.png").size[0] >= 16 + 24 + 20
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -64,7 +64,7 @@ def test_fid_precision_recall_with_a_feature_extractor(tmp_path, tiny_models, ev
 
 @pytest.mark.parametrize(
     ("extra", "text"),
-    [(["--inception", "x.pt"], "--ref"), (["--measure", "psnr"], "--measure"), (["--sizes", "16,abc"], "--sizes"), (["--measure", "ms-ssim"], "176")],
+    [(["--inception", "x.pt"], "--ref"), (["--measure", "psnr"], "--measure"), (["--sizes", "16x16,abc"], "--sizes"), (["--measure", "ms-ssim"], "176")],
 )
 def test_gen_user_errors(tmp_path, tiny_models, capsys, extra, text):
     argv = ["eval", "gen", "--model", str(tiny_models / "gen"), *RUN, "--out", str(tmp_path / "r"), *extra]

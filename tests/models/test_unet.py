@@ -78,3 +78,25 @@ def test_measure_latent_scale_of_real_encoder_latents():
 def test_constant_latents_cannot_be_scaled():
     with pytest.raises(ValueError, match="no spread"):
         measure_latent_scale(torch.ones(2, 3, 4, 4))
+
+
+def test_residual_denoiser_diffuses_the_scaled_residual_and_inverts_it():
+    denoiser = LatentDenoiser.from_preset("tiny", "sr", residual=True)
+    denoiser.set_residual_scale(4.0)
+    latent, condition = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    sample = denoiser.diffusion_target(latent, condition)
+    assert torch.allclose(sample, (latent - condition) * 4.0)
+    assert torch.allclose(denoiser.latent_from(sample, condition), latent, atol=1e-6)
+    # a plain denoiser diffuses the latent itself
+    plain = LatentDenoiser.from_preset("tiny", "sr")
+    assert plain.diffusion_target(latent, condition) is latent and plain.latent_from(latent, condition) is latent
+
+
+def test_residual_needs_a_condition_and_survives_save_and_load(tmp_path):
+    with pytest.raises(ValueError, match="residual"):
+        LatentDenoiser.from_preset("tiny", "gen", residual=True)
+    denoiser = LatentDenoiser.from_preset("tiny", "sr", residual=True)
+    denoiser.set_residual_scale(2.5)
+    denoiser.save_pretrained(tmp_path / "denoiser")
+    loaded = load_component(LatentDenoiser, tmp_path / "denoiser")
+    assert loaded.config.residual and loaded.config.residual_scale == 2.5

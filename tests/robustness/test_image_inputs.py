@@ -55,9 +55,9 @@ def test_one_pixel_images_upscale_to_the_asked_size(tmp_path, upscale):
     assert upscale(tmp_path / "dot.png", "-o", tmp_path / "x3", "-s", "3").code == 0
     assert output_of(tmp_path / "x3").size == (3, 3)
     assert upscale(tmp_path / "dot.png", "-o", tmp_path / "sized", "--size", "5x7").code == 0
-    assert output_of(tmp_path / "sized").size == (7, 5)  # PIL sizes are (W, H)
-    Image.new("RGB", (1, 200), (1, 2, 3)).save(tmp_path / "thread.png")  # one pixel wide, shrunk below one pixel
-    assert upscale(tmp_path / "thread.png", "-o", tmp_path / "thin", "-s", "0.1").code == 0
+    assert output_of(tmp_path / "sized").size == (5, 7)  # WIDTHxHEIGHT, as PIL sizes are (W, H)
+    Image.new("RGB", (1, 200), (1, 2, 3)).save(tmp_path / "thread.png")  # one pixel wide, an exact smaller size
+    assert upscale(tmp_path / "thread.png", "-o", tmp_path / "thin", "--size", "1x20").code == 0
     assert output_of(tmp_path / "thin").size == (1, 20)
 
 
@@ -110,7 +110,7 @@ def test_cmyk_jpeg_reads_as_its_colours(tmp_path, upscale, real_photos):
     Image.fromarray(photo).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
     assert Image.open(tmp_path / "print.jpg").mode == "CMYK"
     assert np.abs(np.asarray(load_image(tmp_path / "print.jpg"), dtype=float) - photo).mean() < 6
-    assert upscale(tmp_path / "print.jpg", "-o", tmp_path / "out", "-s", "0.5").code == 0
+    assert upscale(tmp_path / "print.jpg", "-o", tmp_path / "out", "--size", "32x32").code == 0
     assert output_of(tmp_path / "out").size == (32, 32)
 
 

@@ -159,12 +159,13 @@ def test_bad_eval_sr_values(tmp_path, monkeypatch, cli, inputs, options, named):
 @pytest.mark.parametrize(
     ("options", "named"),
     [
-        (["--sizes", "0x10"], "--sizes"), (["--sizes", "16,-16"], "--sizes"), (["--num", "0"], "--num"), (["--batch-size", "x"], "--batch-size"),
+        (["--sizes", "0x10"], "--sizes"), (["--sizes", "16x16,-16x16"], "--sizes"), (["--sizes", "16"], "--sizes"),
+        (["--num", "0"], "--num"), (["--batch-size", "x"], "--batch-size"),
         (["--grid-images", "two"], "--grid-images"), (["--ref", "nowhere"], "nowhere"), (["--steps", "-1"], "--steps"),
     ],
 )
 def test_bad_eval_gen_values(tmp_path, monkeypatch, cli, tiny_models, options, named):
     monkeypatch.chdir(tmp_path)
-    argv = ["eval", "gen", "--model", tiny_models / "gen", "--sizes", "16", "--num", "2", "--out", "report", "--no-progress", "--steps", "1"]
+    argv = ["eval", "gen", "--model", tiny_models / "gen", "--sizes", "16x16", "--num", "2", "--out", "report", "--no-progress", "--steps", "1"]
     assert_refused(cli(*argv, *options), named)
     assert not (tmp_path / "report").exists()

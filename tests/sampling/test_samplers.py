@@ -5,6 +5,7 @@ import torch
 
 from arbiscale.errors import UserError
 from arbiscale.sampling import PAPER_SAMPLING, SAMPLERS, make_scheduler, predict_clean_latent, sample_latents, training_schedule_of
+from arbiscale.sampling.schedulers import OBJECTIVES
 
 
 class GaussianOracle(torch.nn.Module):
@@ -140,3 +141,17 @@ def test_strength_out_of_range_or_without_a_start_is_refused():
         sample_latents(oracle, scheduler, (1, 1, 4, 4), num_inference_steps=5, start=torch.zeros(1, 1, 4, 4), strength=0.0)
     with pytest.raises(ValueError, match="start"):
         sample_latents(oracle, scheduler, (1, 1, 4, 4), num_inference_steps=5, strength=0.5)
+
+
+def test_v_zero_snr_objective_reaches_pure_noise_and_its_clean_estimate_is_exact():
+    scheduler = make_scheduler("ddpm", **OBJECTIVES["v-zero-snr"])
+    assert scheduler.alphas_cumprod[-1].item() == pytest.approx(0.0, abs=1e-12)  # zero terminal SNR
+    assert make_scheduler("ddim", **training_schedule_of(scheduler)).config.rescale_betas_zero_snr
+    torch.manual_seed(0)
+    clean, noise = torch.randn(4, 3, 5, 7), torch.randn(4, 3, 5, 7)
+    timesteps = torch.tensor([0, 10, 500, 999])
+    noisy = scheduler.add_noise(clean, noise, timesteps)
+    velocity = scheduler.get_velocity(clean, noise, timesteps)
+    estimate = predict_clean_latent(noisy, velocity, scheduler.alphas_cumprod, timesteps, "v_prediction")
+    assert torch.allclose(estimate, clean, atol=1e-4)  # including t = T, where the noisy latent holds no signal
+    assert torch.equal(predict_clean_latent(noisy, clean, scheduler.alphas_cumprod, timesteps, "sample"), clean)

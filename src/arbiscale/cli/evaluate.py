@@ -1,7 +1,11 @@
 """`arbiscale eval sr|gen`: measure upsampling or generation and write a report folder.
 
-  arbiscale eval sr --data DIR --scales 2,3,4 --protocol liif-benchmark [--model DIR] [--baseline bicubic] --out REPORT
-  arbiscale eval gen --model DIR --sizes 128,160,192 --num 50 [--ref DIR --inception FILE] --out REPORT
+  arbiscale eval sr --data DIR --scales 2,3,4 [--protocol liif-benchmark] [--model DIR] [--baseline bicubic] --out REPORT
+  arbiscale eval gen --model DIR --sizes 128x128,192x192 --num 50 [--ref DIR --inception FILE] --out REPORT
+
+`eval sr` samples with the same defaults as `arbiscale upscale` (sampler, steps, strength, LR
+consistency), so its numbers are those of what a user gets; its protocol defaults to liif-benchmark
+(PSNR/SSIM on Y, shave = scale), and every report records the protocol and settings it used.
 
 Both run sharded under `accelerate launch --multi_gpu --num_processes N -m arbiscale.cli.main eval ...`
 (each process takes every N-th image; the main process alone writes the report). Without GPUs the same
@@ -49,6 +53,7 @@ from ..pipelines import GenerationPipeline, UpscalePipeline
 from ..pipelines.base import LatentImplicitPipeline
 from ..sampling.schedulers import SAMPLERS
 from .inference_options import (
+    UPSCALE_SAMPLING,
     add_upscale_options,
     device_and_dtype,
     int_at_least,
@@ -63,12 +68,13 @@ from .inference_options import (
 _NOT_RECORDED = {"run", "command", "eval_command", "overwrite", "no_progress"}
 
 
-def _add_common(parser: argparse.ArgumentParser, model_help: str) -> None:
+def _add_common(parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50) -> None:
+    """Options both tasks share; `sampler` and `steps` are the task's defaults (those of the matching command)."""
     parser.add_argument("--model", help=model_help)
     parser.add_argument("--out", required=True, help="report folder (created; existing files are kept unless --overwrite)")
     parser.add_argument("--resize", default="matlab", help=f"bicubic convention, one of {', '.join(RESIZE_METHODS)} (default matlab)")
-    parser.add_argument("--steps", default="50", help="sampling steps (default 50; the paper: 200 with ddim, eta 1)")
-    parser.add_argument("--sampler", default="ddim", help=f"one of {', '.join(SAMPLERS)} (default ddim)")
+    parser.add_argument("--steps", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
+    parser.add_argument("--sampler", default=sampler, help=f"one of {', '.join(SAMPLERS)} (default {sampler})")
     parser.add_argument("--eta", help="DDIM noise scale in [0, 1] (default 1, the paper's setting); ddim only")
     parser.add_argument("--seed", default="0", help="base random seed (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: the process's accelerate device)")
@@ -82,13 +88,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     tasks = parser.add_subparsers(dest="eval_command", required=True, metavar="TASK")
 
-    sr = tasks.add_parser("sr", help="PSNR/SSIM/LR consistency/diversity per scale for a model and baselines")
-    _add_common(sr, "saved UpscalePipeline folder, or a LIIF model folder (RUN_DIR/model of `train liif`); omit to evaluate only --baseline methods")
+    sr = tasks.add_parser(
+        "sr", help="PSNR/SSIM/LR consistency/diversity per scale for a model and baselines",
+        description="Upscale every evaluation image from a synthesised (or given) low-resolution copy at every scale, "
+        "score the outputs against the originals and write results.json, report.md, a metric-vs-scale plot and grids.",
+    )
+    _add_common(
+        sr, "saved UpscalePipeline folder, or a LIIF model folder (RUN_DIR/model of `train liif`); omit to evaluate only --baseline methods",
+        sampler=UPSCALE_SAMPLING["sampler"], steps=UPSCALE_SAMPLING["steps"],
+    )
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
     sr.add_argument("--split", help="text file listing the images to use, one path relative to --data a line")
     sr.add_argument("--layout", default="auto", help=f"auto or one of {', '.join(LAYOUTS)} (default auto: detected)")
     sr.add_argument("--scales", required=True, help="comma-separated scales, e.g. 2,3,4,6,8,12 (non-integer allowed: 3.5)")
-    sr.add_argument("--protocol", required=True, help=f"PSNR/SSIM protocol, one of {', '.join(PROTOCOLS)}")
+    sr.add_argument(
+        "--protocol", default="liif-benchmark",
+        help=f"PSNR/SSIM protocol, one of {', '.join(PROTOCOLS)} (default liif-benchmark: Y channel, shave = scale)",
+    )
     sr.add_argument("--baseline", action="append", default=[], help=f"also evaluate a baseline ({', '.join(BASELINES)}); repeatable")
     sr.add_argument("--samples", default="1", help="samples per input image (default 1; >= 2 also measures diversity)")
     sr.add_argument("--max-images", help="evaluate only the first N images (sorted by name)")
@@ -99,9 +115,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_upscale_options(sr)
     sr.set_defaults(run=run_sr)
 
-    gen = tasks.add_parser("gen", help="SelfSSIM across sizes and, with an Inception file, FID/KID/precision/recall")
+    gen = tasks.add_parser(
+        "gen", help="SelfSSIM across sizes and, with an Inception file, FID/KID/precision/recall",
+        description="Generate images, render each at every size from its one latent, and measure scale consistency "
+        "(SelfSSIM) and, given real images and an Inception file, FID/KID/precision/recall.",
+    )
     _add_common(gen, "saved GenerationPipeline folder")
-    gen.add_argument("--sizes", required=True, help="comma-separated output sizes, e.g. 128,160,192 or 128x96,256x192")
+    gen.add_argument("--sizes", required=True, help="comma-separated output sizes WIDTHxHEIGHT, e.g. 128x128,192x192,256x192")
     gen.add_argument("--num", default="16", help="number of generated images (default 16)")
     gen.add_argument("--batch-size", default="4", help="images sampled together (default 4); does not change the images")
     gen.add_argument("--measure", default="ssim", help=f"SelfSSIM measure, one of {', '.join(SELF_SSIM_MEASURES)} (default ssim)")

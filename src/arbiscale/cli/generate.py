@@ -1,7 +1,8 @@
-"""`arbiscale generate -o DIR --size HxW [--size HxW ...] --num N --seed S`: new images at any sizes.
+"""Generate new images, each rendered at one or more sizes (--size WIDTHxHEIGHT, repeatable) from one latent.
 
-Image i is sampled with seed S + i and rendered at every --size from its one latent, written as
-`seed<S+i>_<H>x<W>.png`, so one seed always names (and reproduces) the same picture.
+Image i is sampled with seed S + i (S: --seed) and rendered at every --size, written as
+seed<S+i>_<W>x<H>.png, so one seed always names (and reproduces) the same picture. Existing outputs
+are refused unless --overwrite (replace) or --skip-existing (keep them, make the rest).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from ..data.images import IMAGE_EXTENSIONS, save_image
 from ..errors import UserError
+from ..geometry import format_size
 from ..pipelines.generate import GenerationPipeline
 from .inference_options import (
     add_inference_options,
@@ -21,25 +23,31 @@ from .inference_options import (
     load_pipeline,
     max_side,
     parse_seed,
+    refuse_existing,
     sampling_settings,
     size_option,
 )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("generate", help="generate images, each rendered at one or more sizes", description=__doc__)
+    parser = subparsers.add_parser(
+        "generate", help="generate images, each rendered at one or more sizes", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--size", action="append", default=[], metavar="HxW", help="output size HxW; repeat to render each image at several sizes")
+    parser.add_argument(
+        "--size", action="append", default=[], metavar="WxH", help="output size WIDTHxHEIGHT, e.g. 256x192; repeat to render each image at several sizes"
+    )
     parser.add_argument("--num", default="1", metavar="N", help="number of images (default 1)")
     parser.add_argument("--batch-size", default="4", metavar="B", help="images sampled together (default 4); does not change the images")
-    parser.add_argument("--latent-size", metavar="hxw", help="latent size hxw to sample (default: the model's training latent size)")
+    parser.add_argument("--latent-size", metavar="WxH", help="latent size WIDTHxHEIGHT to sample (default: the model's training latent size)")
     add_inference_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.size:
-        raise UserError("give at least one --size HxW, e.g. --size 384x256")
+        raise UserError("give at least one --size WIDTHxHEIGHT, e.g. --size 384x256")
     sizes = list(dict.fromkeys(size_option(text, "--size") for text in args.size))
     limit = max_side(args)
     for size in sizes:
@@ -53,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.output)
     if folder.suffix.lower() in IMAGE_EXTENSIONS:
         raise UserError(f"-o {folder} looks like a file name: generate writes a folder of images, give a folder")
-    names = [[folder / f"seed{seed + i}_{h}x{w}.png" for h, w in sizes] for i in range(num)]
-    existing = [path for paths in names for path in paths if path.exists()]
-    if existing and not args.overwrite:
-        raise UserError(f"{existing[0]} already exists: pass --overwrite to replace, or choose another -o or --seed")
-    pipe = load_pipeline(GenerationPipeline, args, "gen")
+    names = [[folder / f"seed{seed + i}_{format_size(size)}.png" for size in sizes] for i in range(num)]
+    refuse_existing(args, [path for paths in names for path in paths])
+    pipe = load_pipeline(GenerationPipeline, args)
     for start in range(0, num, batch_size):
         count = min(batch_size, num - start)
+        if args.skip_existing and all(path.exists() for paths in names[start : start + count] for path in paths):
+            continue
         result = pipe(
             sizes, num_images=count, latent_size=latent_size, generator=generators(seed + start, count),
             autocast_dtype=dtype, **settings,
@@ -67,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         for index, images in enumerate(result.images):
             for offset, image in enumerate(images):
                 path = names[start + offset][index]
+                if args.skip_existing and path.exists():
+                    continue
                 save_image(image, path, overwrite=args.overwrite)
                 print(path)
     return 0

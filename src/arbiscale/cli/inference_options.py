@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..geometry import parse_size
+from ..geometry import format_size, parse_size
 from ..pipelines.base import LatentImplicitPipeline
 from ..sampling.schedulers import SAMPLERS
 
@@ -34,7 +33,13 @@ def add_inference_options(parser: argparse.ArgumentParser, sampler: str = "ddim"
         "--dtype", metavar="TYPE", default="auto", help="auto, fp32, bf16 or fp16 network precision (default auto: fp32 on CPU, bf16 on GPU)"
     )
     parser.add_argument("--max-side", metavar="PX", default=str(DEFAULT_MAX_SIDE), help=f"largest output side in pixels (default {DEFAULT_MAX_SIDE})")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument(
+        "--skip-existing", action="store_true",
+        help="keep existing output files and make only the missing ones (outputs are written atomically, so an "
+        "interrupted run resumes where it stopped)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -146,23 +151,20 @@ def device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtyp
     return device, DTYPES[args.dtype]
 
 
-def bundled_model_dir(name: str) -> Path:
-    """Where the default model called `name` ("sr" or "gen") ships inside the package."""
-    return Path(str(resources.files("arbiscale") / "weights" / name))
-
-
-def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.Namespace, bundled_name: str) -> LatentImplicitPipeline:
-    """The pipeline from --model, or the model bundled in the package at arbiscale/weights/<name>."""
+def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.Namespace) -> LatentImplicitPipeline:
+    """The pipeline from --model, or the one bundled with the package."""
     device, _ = device_and_dtype(args)
-    if args.model is not None:
-        folder = Path(args.model)
-    else:
-        folder = bundled_model_dir(bundled_name)
-        if not (folder / "model_index.json").is_file():
-            raise UserError(f"no default model is installed (expected arbiscale/weights/{bundled_name}): pass --model DIR with a saved model")
-    pipe = pipeline_class.from_pretrained(folder).to(device)
+    pipe = pipeline_class.from_pretrained(args.model).to(device)
     pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
     return pipe
+
+
+def refuse_existing(args: argparse.Namespace, paths: list[Path]) -> None:
+    """A one-line UserError when an output already exists and neither --overwrite nor --skip-existing was given."""
+    existing = [path for path in paths if path.exists()]
+    if existing and not (args.overwrite or args.skip_existing):
+        more = f" (+{len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UserError(f"{existing[0]}{more} already exists: pass --overwrite to replace or --skip-existing to keep it, or choose another -o")
 
 
 def max_side(args: argparse.Namespace) -> int:
@@ -171,4 +173,4 @@ def max_side(args: argparse.Namespace) -> int:
 
 def check_side_limit(size: tuple[int, int], limit: int) -> None:
     if max(size) > limit:
-        raise UserError(f"output {size[0]}x{size[1]} is over --max-side {limit}: ask for a smaller output or raise --max-side")
+        raise UserError(f"output {format_size(size)} is over --max-side {limit}: ask for a smaller output or raise --max-side")

@@ -8,6 +8,11 @@ import sys
 
 from ..errors import UserError
 
+DESCRIPTION = (
+    "Upsample images to any scale or size, and generate images at any resolution, with a latent diffusion "
+    "model and an implicit neural decoder. Sizes are WIDTHxHEIGHT. Run `arbiscale COMMAND --help` for a command's options."
+)
+
 
 class OneLineParser(argparse.ArgumentParser):
     """Reports a bad command line (unknown option, missing or mistyped value) in one line, like a UserError.
@@ -20,9 +25,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
     from . import commands
 
-    parser = OneLineParser(prog="arbiscale", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = OneLineParser(prog="arbiscale", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"arbiscale {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in commands.REGISTRY:
         register(subparsers)

@@ -74,8 +74,17 @@ def add_run_options(parser: argparse.ArgumentParser, default_steps: int) -> None
     parser.add_argument("--validate-every", type=int, default=1000, help="steps between validations")
     parser.add_argument("--log-every", type=int, default=50, help="steps between lines of metrics.jsonl")
     parser.add_argument("--seed", type=int, default=0, help="fixes initial weights, crops and noise")
-    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no", help="autocast precision (fp16 needs a GPU)")
+    parser.add_argument(
+        "--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto",
+        help="autocast precision, fp32 master weights (default auto: bf16 where the GPU or CPU computes bf16 natively "
+        "(AVX512_BF16/AMX), else no; fp16 needs a GPU)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    parser.add_argument(
+        "--threads", type=int,
+        help="torch CPU threads per process (default: torch's, one per core). On a shared machine give fewer: "
+        "two runs of 2 threads on 2 cores are several times slower than one",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest intact checkpoint")
 
 
@@ -90,6 +99,15 @@ def check_positive(args: argparse.Namespace, name: str, allow_zero: bool = False
         raise UserError(f"--{name} must be {bound}, got {value}")
 
 
+def resolved_precision(choice: str) -> str:
+    """--mixed-precision's value, with "auto" made bf16 on hardware with native bf16 and "no" elsewhere."""
+    from ..precision import native_bf16
+
+    if choice != "auto":
+        return choice
+    return "bf16" if native_bf16(PartialState().device) else "no"
+
+
 def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: float) -> TrainSettings:
     """Validated `TrainSettings` from the shared options; preset values fill what was not given."""
     from ..training.loop import TrainSettings
@@ -98,6 +116,11 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
         check_positive(args, name)
     for name in ("weight-decay", "grad-clip", "seed", "workers"):
         check_positive(args, name, allow_zero=True)
+    check_positive(args, "threads")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.ema is not None and not 0 < args.ema < 1:
         raise UserError(f"--ema must lie strictly between 0 and 1 (e.g. 0.999), got {args.ema}")
     return TrainSettings(
@@ -113,7 +136,7 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
         log_every=args.log_every,
         seed=args.seed,
         num_workers=args.workers,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=resolved_precision(args.mixed_precision),
         resume=args.resume,
     )
 

@@ -13,6 +13,7 @@ from accelerate.utils import set_seed
 
 from ..errors import UserError
 from ..presets import Preset, get_preset
+from ..sampling.schedulers import OBJECTIVES
 from .train import (
     add_data_options,
     add_run_options,
@@ -27,6 +28,12 @@ def add_crop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-lr-factor", type=float, default=1.5, help="SR: smallest degradation of the condition (default 1.5)")
     parser.add_argument("--max-lr-factor", type=float, default=8.0, help="SR: largest degradation of the condition (default 8)")
     parser.add_argument("--num-queries", type=int, help="target pixels per crop for the alignment loss (default: latent height x width)")
+    parser.add_argument(
+        "--latent-cache", type=int, default=16384,
+        help="encode this many training crops once with the frozen encoder and train on that pool, kept in the run "
+        "folder for --resume (default 16384, 1 GB, about 6 minutes on 2 CPU cores; 0: encode fresh crops at every step, "
+        "1.7x the time per step)",
+    )
 
 
 def register_ldm(stages: argparse._SubParsersAction) -> None:
@@ -40,6 +47,15 @@ def register_ldm(stages: argparse._SubParsersAction) -> None:
     add_data_options(parser)
     add_run_options(parser, default_steps=50000)
     add_crop_options(parser)
+    parser.add_argument(
+        "--objective", choices=tuple(OBJECTIVES), default="v-zero-snr",
+        help="what the denoiser predicts: v-zero-snr (v on a zero-terminal-SNR schedule: correct from pure noise; "
+        "default) or epsilon (the paper's)",
+    )
+    parser.add_argument(
+        "--residual", action=argparse.BooleanOptionalAction, default=True,
+        help="SR: diffuse the residual over the encoded LR condition instead of the latent itself (default: on)",
+    )
     parser.set_defaults(run=run_ldm)
 
 
@@ -67,6 +83,7 @@ def _datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_fa
 
     for name in ("min-lr-factor", "max-lr-factor", "num-queries"):
         check_positive(args, name)
+    check_positive(args, "latent-cache", allow_zero=True)
     if not 1 <= args.min_lr_factor <= args.max_lr_factor:
         raise UserError(f"need 1 <= --min-lr-factor <= --max-lr-factor, got {args.min_lr_factor} and {args.max_lr_factor}")
     train_paths = list_images(args.data, args.split)
@@ -88,14 +105,15 @@ def run_ldm(args: argparse.Namespace) -> int:
     from ..models.loading import load_component
     from ..models.unet import LatentDenoiser
     from ..sampling.schedulers import make_scheduler
-    from ..training.diffusion import LatentDiffusionTask, latent_scale_of
+    from ..training.diffusion import LatentDiffusionTask, latent_scale_of, residual_scale_of
     from ..training.loop import train
 
     preset = get_preset(args.preset)
     settings = settings_from_args(args, preset, preset.ldm_lr)
     autoencoder = load_component(ImplicitAutoencoder, args.autoencoder)
     set_seed(args.seed)
-    denoiser = LatentDenoiser.from_preset(preset, args.task)
+    residual = args.residual and args.task == "sr"
+    denoiser = LatentDenoiser.from_preset(preset, args.task, residual=residual)
     if denoiser.config.latent_channels != autoencoder.config.latent_channels:
         raise UserError(
             f"preset {preset.name!r} expects a {denoiser.config.latent_channels}-channel latent but the autoencoder in "
@@ -103,7 +121,10 @@ def run_ldm(args: argparse.Namespace) -> int:
         )
     dataset, validation = _datasets(args, preset, args.task, autoencoder.downsample_factor, settings.batch_size)
     denoiser.set_latent_scale(latent_scale_of(autoencoder, dataset))
-    task = LatentDiffusionTask(denoiser, autoencoder, make_scheduler("ddpm"), dataset, validation)
+    if residual:
+        denoiser.set_residual_scale(residual_scale_of(autoencoder, dataset, denoiser.config.latent_scale))
+    scheduler = make_scheduler("ddpm", **OBJECTIVES[args.objective])
+    task = LatentDiffusionTask(denoiser, autoencoder, scheduler, dataset, validation, pool_size=args.latent_cache)
     report_saved(f"{args.task} pipeline", train(task, settings))
     return 0
 
@@ -122,7 +143,7 @@ def run_align(args: argparse.Namespace) -> int:
     task_name = pipeline.denoiser.config.task
     dataset, validation = _datasets(args, preset, task_name, pipeline.autoencoder.downsample_factor, settings.batch_size)
     task = AlignmentTask(
-        pipeline.denoiser.train(), pipeline.autoencoder, pipeline.scheduler, dataset, validation,
+        pipeline.denoiser.train(), pipeline.autoencoder, pipeline.scheduler, dataset, validation, pool_size=args.latent_cache,
         max_snr=args.max_snr, denoise_weight=args.denoise_weight, recon_weight=args.recon_weight,
     )
     report_saved(f"aligned {task_name} pipeline", train(task, settings))

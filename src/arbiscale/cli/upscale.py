@@ -1,9 +1,12 @@
-"""`arbiscale upscale INPUT... -o OUT (-s SCALE | --size HxW)`: upsample image files or folders.
+"""Upsample image files or folders to any scale (-s 3.7) or exact size (--size WIDTHxHEIGHT).
 
-Output names: `<stem>_x<scale>.png` or `<stem>_<H>x<W>.png`, with `_s<k>` per sample when there are
-several; images found in an input folder keep their sub-folder under OUT. OUT is a single file
-when it ends in an image extension (one input file, one sample). In a run over several images a
-bad file is reported and skipped, and the exit status is 1 if any failed.
+Output names: <stem>_x<scale>.png or <stem>_<W>x<H>.png; with several samples each gets _seed<S>,
+the --seed that gives that sample alone (sample k of --seed S is drawn with seed S+k). Images found
+in an input folder keep their sub-folder under OUT. OUT is a single file when it ends in an image
+extension (one input file, one sample). Existing outputs are refused unless --overwrite (replace)
+or --skip-existing (keep them, upscale the rest). In a run over several images a bad file is
+reported and skipped, and the exit status is 1 if any failed. Scales below 1 are refused: this
+command makes images larger.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..data.images import (
     tensor_to_image,
 )
 from ..errors import UserError
+from ..geometry import format_size
 from ..pipelines.memory import parse_memory
 from ..pipelines.upscale import UpscalePipeline
 from ..sampling.sizes import output_size
@@ -38,20 +42,23 @@ from .inference_options import (
     max_side,
     parse_seed,
     positive_float,
+    refuse_existing,
     sampling_settings,
-    upscale_settings,
     size_option,
+    upscale_settings,
 )
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("upscale", help="upsample images to any scale or size", description=__doc__)
+    parser = subparsers.add_parser(
+        "upscale", help="upsample images to any scale or size", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder, or a file name for one input and one sample")
-    parser.add_argument("-s", "--scale", metavar="S", help="scale factor, e.g. 3.7 (output = round(h * s) x round(w * s))")
-    parser.add_argument("--size", metavar="HxW", help="exact output size HxW, e.g. 384x256 (aspect ratio free)")
+    parser.add_argument("-s", "--scale", metavar="S", help="scale factor, at least 1, e.g. 3.7 (output = round(w * s) x round(h * s))")
+    parser.add_argument("--size", metavar="WxH", help="exact output size WIDTHxHEIGHT, e.g. 1920x1080 (aspect ratio free)")
     parser.add_argument("--num-samples", default="1", metavar="K", help="samples per input (default 1)")
     parser.add_argument(
         "--max-latent-side", metavar="N",
@@ -87,7 +94,7 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
     return found
 
 
-def plan_outputs(args: argparse.Namespace, inputs: list[tuple[Path, Path]], num_samples: int, tag: str) -> list[list[Path]]:
+def plan_outputs(args: argparse.Namespace, inputs: list[tuple[Path, Path]], num_samples: int, seed: int, tag: str) -> list[list[Path]]:
     """The output paths of every input (one per sample), refusing collisions and existing files up front."""
     target = Path(args.output)
     if target.suffix.lower() in IMAGE_EXTENSIONS:
@@ -95,16 +102,13 @@ def plan_outputs(args: argparse.Namespace, inputs: list[tuple[Path, Path]], num_
             raise UserError(f"-o {target} is a file name but there will be {len(inputs) * num_samples} outputs: give a folder")
         plan = [[target]]
     else:
-        suffixes = [f"_s{k}" if num_samples > 1 else "" for k in range(num_samples)]
+        suffixes = [f"_seed{seed + k}" if num_samples > 1 else "" for k in range(num_samples)]
         plan = [[target / folder / f"{path.stem}_{tag}{suffix}.png" for suffix in suffixes] for path, folder in inputs]
     flat = [path for paths in plan for path in paths]
     if len(set(flat)) != len(flat):
         duplicate = next(path for path in flat if flat.count(path) > 1)
         raise UserError(f"two inputs would both be written to {duplicate}: upscale same-named files in separate runs")
-    existing = [path for path in flat if path.exists()]
-    if existing and not args.overwrite:
-        more = f" (+{len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UserError(f"{existing[0]}{more} already exists: pass --overwrite to replace, or choose another -o")
+    refuse_existing(args, flat)
     return plan
 
 
@@ -125,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.scale is None) == (args.size is None):
         raise UserError("give exactly one of -s/--scale or --size")
     scale = positive_float(args.scale, "--scale") if args.scale is not None else None
+    if scale is not None and scale < 1:
+        raise UserError(f"--scale {args.scale} is below 1: this command makes images larger; shrink with an image tool (e.g. Pillow's resize)")
     size = size_option(args.size, "--size") if args.size is not None else None
     limit = max_side(args)
     if size is not None:
@@ -140,11 +146,14 @@ def run(args: argparse.Namespace) -> int:
     seed = parse_seed(args)
     _, dtype = device_and_dtype(args)
     inputs = collect_inputs(args.inputs)
-    tag = f"x{scale:g}" if scale is not None else f"{size[0]}x{size[1]}"
-    plan = plan_outputs(args, inputs, num_samples, tag)
-    pipe = load_pipeline(UpscalePipeline, args, "sr")
+    tag = f"x{scale:g}" if scale is not None else format_size(size)
+    plan = plan_outputs(args, inputs, num_samples, seed, tag)
+    pipe = load_pipeline(UpscalePipeline, args)
     failures = 0
     for (path, _), outputs in zip(inputs, plan):
+        if args.skip_existing and all(output.exists() for output in outputs):
+            print(f"{path}: kept the existing {', '.join(map(str, outputs))}")
+            continue
         try:
             rgb, alpha = load_image_with_alpha(path)
             out_size = output_size((rgb.height, rgb.width), scale, size)
@@ -154,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **tiling, **settings,
             )
             for image, output in zip(result.images, outputs):
+                if args.skip_existing and output.exists():
+                    continue
                 save_image(with_alpha(tensor_to_image(image), alpha, output.suffix), output, overwrite=args.overwrite)
                 print(f"{path} -> {output}")
         except UserError as error:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..geometry import scaled_size
+from ..geometry import format_size, scaled_size
 from ..metrics import synthesize_lr
 from .images import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image
 
@@ -149,7 +149,7 @@ def pair_sizes(hr_size: tuple[int, int], scale: float) -> tuple[tuple[int, int],
     """(HR crop, LR size) for a synthesised pair at `scale` (see the module docstring)."""
     lr_size = tuple(math.floor(side / scale + 1e-9) for side in hr_size)
     if min(lr_size) < 1:
-        raise UserError(f"a {hr_size[0]}x{hr_size[1]} image is too small for scale {scale:g}: drop that scale or use larger images")
+        raise UserError(f"a {format_size(hr_size)} image is too small for scale {scale:g}: drop that scale or use larger images")
     return scaled_size(lr_size, scale), lr_size
 
 
@@ -163,7 +163,7 @@ def make_pair(image: EvalImage, hr: torch.Tensor, scale: float, resize: str) -> 
         if crop[0] > hr_size[0] or crop[1] > hr_size[1]:
             raise UserError(
                 f"LR file {lr_path} ({lr.shape[-2]}x{lr.shape[-1]}) times {scale:g} is larger than its HR image "
-                f"{image.hr_path} ({hr_size[0]}x{hr_size[1]}): the files do not belong together"
+                f"{image.hr_path} ({format_size(hr_size)}): the files do not belong together"
             )
         return EvalPair(image.name, hr[..., : crop[0], : crop[1]], lr, LR_FILE_SOURCE)
     crop, lr_size = pair_sizes(hr_size, scale)

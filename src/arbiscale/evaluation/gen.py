@@ -23,9 +23,26 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from ..data.images import image_to_tensor, load_image, save_image
-from ..metrics import FeatureExtractor, Unavailable, frechet_distance, kernel_inception_distance, precision_recall, quantize_8bit, self_ssim
+from ..geometry import format_size
+from ..metrics import (
+    FeatureExtractor,
+    Unavailable,
+    frechet_distance,
+    kernel_inception_distance,
+    precision_recall,
+    quantize_8bit,
+    self_ssim,
+)
 from ..pipelines import GenerationPipeline
-from .report import check_report_dir, format_value, image_grid, markdown_table, plot_matrix, write_json, write_text
+from .report import (
+    check_report_dir,
+    format_value,
+    image_grid,
+    markdown_table,
+    plot_matrix,
+    write_json,
+    write_text,
+)
 
 REPORT_FILES = ("results.json", "report.md", "self_ssim.png", "samples.png")
 
@@ -41,10 +58,6 @@ class GenEvalConfig:
     sampling: dict = field(default_factory=dict)
     autocast_dtype: torch.dtype | None = None
     grid_images: int = 4
-
-
-def size_label(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
 
 
 def _shard(count: int, state: PartialState) -> list[int]:
@@ -112,7 +125,7 @@ def evaluate_gen(
     if not state.is_main_process:
         return None
     records = sorted(records, key=lambda record: record["index"])
-    labels = [size_label(size) for size in config.sizes]
+    labels = [format_size(size) for size in config.sizes]
     per_image = torch.stack([record["self_ssim"] for record in records])
     results = {
         "self_ssim": {

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..data.eval_sets import LR_FILE_SOURCE, EvalPair, EvalSet, load_hr, make_pair
 from ..data.images import save_image
 from ..errors import UserError
-from ..metrics import LPIPS, Unavailable, diversity, lr_consistency, metric_settings, quantize_8bit, resize
+from ..metrics import LPIPS, Unavailable, diversity, lr_consistency, mean_colour_error, metric_settings, quantize_8bit, resize
 from ..models.liif import LIIF
 from ..pipelines import UpscalePipeline
 from .report import (
@@ -51,6 +51,7 @@ METRICS = (
     ("psnr", "PSNR (dB)"),
     ("ssim", "SSIM"),
     ("lr_consistency", "LR consistency (MSE, [0,1] scale)"),
+    ("colour_error", "mean colour error (largest channel, [0,255] scale)"),
     ("lpips", "LPIPS (AlexNet)"),
     ("diversity", "diversity (mean pairwise |a-b|, [0,1] scale)"),
 )
@@ -104,6 +105,7 @@ def _scores(outputs: torch.Tensor, pair: EvalPair, protocol: str, scale: float, 
         "psnr": settings.psnr(outputs, hr).mean().item(),
         "ssim": settings.ssim(outputs, hr).mean().item(),
         "lr_consistency": lr_consistency(outputs, pair.lr.expand(len(outputs), -1, -1, -1), lr_method).mean().item(),
+        "colour_error": mean_colour_error(outputs, hr).mean().item(),
     }
     if isinstance(lpips, LPIPS):
         scores["lpips"] = lpips(outputs, hr).mean().item()

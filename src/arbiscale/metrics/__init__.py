@@ -9,6 +9,7 @@ Protocols (`protocols.py`): metric_settings(name, scale, resize="matlab") -> Met
     .psnr / .ssim / .as_dict(); names in PROTOCOLS: liif-benchmark, liif-div2k, paper.
 LR synthesis (`resize.py`): resize(images, (H, W), method) with method in RESIZE_METHODS ("matlab",
     "pil"); imresize (MATLAB, by scale or size); synthesize_lr (resize + 8-bit rounding).
+Colour (`color.py`): mean_colour_error (largest per-channel shift of the mean, [0, 255] scale).
 No ground truth (`consistency.py`): lr_consistency, diversity, self_ssim.
 Distribution (`features.py`): frechet_distance, kernel_inception_distance, precision_recall over (N, D)
     features; load_feature_extractor(path | None) -> FeatureExtractor | Unavailable.
@@ -16,7 +17,7 @@ Perceptual (`lpips.py`): load_lpips(alexnet_path, linear_path) -> LPIPS | Unavai
 A metric without its pretrained weights is an `Unavailable(reason)`, never a number.
 """
 
-from .color import from_unit, quantize_8bit, rgb_to_y, to_unit
+from .color import from_unit, mean_colour_error, quantize_8bit, rgb_to_y, to_unit
 from .consistency import diversity, lr_consistency, self_ssim
 from .features import FeatureExtractor, frechet_distance, kernel_inception_distance, load_feature_extractor, precision_recall
 from .lpips import LPIPS, load_lpips
@@ -39,6 +40,7 @@ __all__ = [
     "kernel_inception_distance",
     "load_feature_extractor",
     "load_lpips",
+    "mean_colour_error",
     "lr_consistency",
     "metric_settings",
     "ms_ssim",

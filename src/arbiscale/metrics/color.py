@@ -47,3 +47,10 @@ def rgb_to_y(unit_images: torch.Tensor) -> torch.Tensor:
 def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
     """Clamp and round [-1, 1] images to the 256 levels a PNG stores, staying in [-1, 1]."""
     return from_unit(torch.round(to_unit(images.clamp(-1, 1)) * 255) / 255)
+
+
+def mean_colour_error(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(B,) largest per-channel difference of mean colour, on the [0, 255] scale: a colour cast
+    (e.g. a sampler that turns a photo blue) shows here even where PSNR blames noise."""
+    means = [to_8bit_scale(x, "rgb").mean(dim=(2, 3)) for x in (images, reference)]
+    return (means[0] - means[1]).abs().amax(dim=1)

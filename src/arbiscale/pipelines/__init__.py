@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from .base import LatentImplicitPipeline
+from .base import LatentImplicitPipeline, bundled_model_dir
 from .generate import GenerationOutput, GenerationPipeline
 from .upscale import UpscaleOutput, UpscalePipeline
 
@@ -25,4 +25,4 @@ def load_pipeline(path: str | Path) -> LatentImplicitPipeline:
     return PIPELINE_CLASSES[class_name].from_pretrained(path)
 
 
-__all__ = ["GenerationOutput", "GenerationPipeline", "UpscaleOutput", "UpscalePipeline", "load_pipeline"]
+__all__ = ["GenerationOutput", "GenerationPipeline", "UpscaleOutput", "UpscalePipeline", "bundled_model_dir", "load_pipeline"]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+from importlib import resources
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from PIL import Image
 
+from ..data.images import tensor_to_image
 from ..errors import CheckpointMismatchError, UserError
 from ..models.autoencoder import ImplicitAutoencoder
 from ..models.loading import load_component
@@ -17,6 +20,16 @@ from ..models.unet import LatentDenoiser
 from ..sampling.schedulers import SAMPLERS, make_scheduler, training_schedule_of
 
 SCHEDULER_CLASSES = {scheduler_class.__name__: scheduler_class for scheduler_class, _ in SAMPLERS.values()}
+
+
+def bundled_model_dir(name: str) -> Path:
+    """Where the bundled model called `name` ("sr" or "gen") ships inside the package."""
+    return Path(str(resources.files("arbiscale") / "weights" / name))
+
+
+def images_to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> B 8-bit RGB PIL images (clamped and rounded, as saved files are)."""
+    return [tensor_to_image(image) for image in images]
 
 
 class LatentImplicitPipeline(DiffusionPipeline):
@@ -28,6 +41,7 @@ class LatentImplicitPipeline(DiffusionPipeline):
 
     task: str = ""
     command: str = ""
+    bundled_name: str = ""  # the folder under arbiscale/weights that `from_pretrained()` loads
 
     def __init__(self, autoencoder: ImplicitAutoencoder, denoiser: LatentDenoiser, scheduler: SchedulerMixin) -> None:
         super().__init__()
@@ -44,8 +58,13 @@ class LatentImplicitPipeline(DiffusionPipeline):
         self.register_modules(autoencoder=autoencoder, denoiser=denoiser, scheduler=scheduler)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "LatentImplicitPipeline":
-        """Load a folder written by `save_pretrained`, refusing any weight that does not fit its config."""
+    def from_pretrained(cls, path: str | Path | None = None) -> "LatentImplicitPipeline":
+        """Load a folder written by `save_pretrained` (None: the model bundled with the package), refusing
+        any weight that does not fit its config."""
+        if path is None:
+            path = bundled_model_dir(cls.bundled_name)
+            if not (path / "model_index.json").is_file():
+                raise UserError(f"no bundled model is installed (expected {path}): pass the folder of a saved model")
         path = Path(path)
         index_file = path / "model_index.json"
         if not index_file.is_file():

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.utils import BaseOutput
+from PIL import Image
 
 from ..errors import UserError
 from ..sampling.sample import Generator, sample_latents
 from ..sampling.sizes import check_latent_size, check_output_size
-from .base import LatentImplicitPipeline
+from .base import LatentImplicitPipeline, images_to_pil
 
 
 @dataclass
@@ -24,12 +25,17 @@ class GenerationOutput(BaseOutput):
     images: list[torch.Tensor]
     latents: torch.Tensor
 
+    def to_pil(self) -> list[list[Image.Image]]:
+        """`to_pil()[i][k]`: image k at `sizes[i]` as an 8-bit RGB PIL image."""
+        return [images_to_pil(batch) for batch in self.images]
+
 
 class GenerationPipeline(LatentImplicitPipeline):
     """Unconditional latent diffusion, decoded by the implicit decoder at every requested size."""
 
     task = "gen"
     command = "generate"
+    bundled_name = "gen"
 
     @torch.no_grad()
     def __call__(

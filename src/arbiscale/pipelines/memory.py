@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserError
+from ..geometry import format_size
 from ..models.autoencoder import ImplicitAutoencoder
 from ..models.unet import LatentDenoiser
 from .tiled_decode import receptive_radius
@@ -141,7 +142,7 @@ def plan_tiles(
     free = budget - whole_images
     if free <= 0:
         raise UserError(
-            f"a {out_size[0]}x{out_size[1]} output needs more than {readable(whole_images)} for its whole-image "
+            f"a {format_size(out_size)} output needs more than {readable(whole_images)} for its whole-image "
             f"tensors alone, over the {readable(budget)} budget: raise --max-memory or ask for a smaller output"
         )
     multiple = denoiser.size_multiple

@@ -34,7 +34,7 @@ from ..errors import UserError
 from ..sampling.sample import Generator, sample_latents
 from ..sampling.sizes import check_latent_size, output_size, working_latent_size
 from ..sampling.tiling import TiledDenoiser
-from .base import LatentImplicitPipeline
+from .base import LatentImplicitPipeline, images_to_pil
 from .consistency import enforce_low_res_consistency
 from .memory import TilePlan, available_memory, parse_memory, plan_tiles
 from .tiled_decode import tiled_decode, tiled_encode
@@ -54,12 +54,17 @@ class UpscaleOutput(BaseOutput):
     latents: torch.Tensor
     tiling: TilePlan | None = None
 
+    def to_pil(self) -> list[Image.Image]:
+        """The images as 8-bit RGB PIL images, image-major like `images`."""
+        return images_to_pil(self.images)
+
 
 class UpscalePipeline(LatentImplicitPipeline):
     """Diffusion upsampling conditioned on the encoded low-resolution image (see the module docstring)."""
 
     task = "sr"
     command = "upscale"
+    bundled_name = "sr"
 
     def default_max_latent_side(self) -> int:
         """The cap on the sampled latent's longer side when the caller gives none."""
@@ -150,10 +155,11 @@ class UpscalePipeline(LatentImplicitPipeline):
         with self.precision(autocast_dtype):
             condition = self.encode_condition(low_res, latent_hw, plan) * latent_scale
             condition = condition.repeat_interleave(num_samples, dim=0)
-            latents = sample_latents(
-                denoiser, scheduler, tuple(condition.shape), condition, num_inference_steps,
-                self.resolve_eta(sampler, eta), generator, self.progress_bar, start=condition, strength=strength,
-            ) / latent_scale
+            sample = sample_latents(
+                denoiser, scheduler, tuple(condition.shape), condition, num_inference_steps, self.resolve_eta(sampler, eta),
+                generator, self.progress_bar, start=self.denoiser.diffusion_target(condition, condition), strength=strength,
+            )
+            latents = self.denoiser.latent_from(sample, condition) / latent_scale
             del condition
             if plan.code_tile is None:
                 upscaled = self.render(latents, out_size, plan.decode_chunk)

@@ -79,9 +79,20 @@ def sample_latents(
 
 
 def predict_clean_latent(
-    noisy_latent: torch.Tensor, noise_pred: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor
+    noisy_latent: torch.Tensor,
+    model_output: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    timesteps: torch.Tensor,
+    prediction_type: str = "epsilon",
 ) -> torch.Tensor:
-    """One-step estimate z0_hat = (z_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t), per sample (differentiable)."""
+    """One-step estimate of z0 from z_t and the model's output, per sample (differentiable):
+    epsilon: (z_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t); v_prediction: sqrt(a_t) z_t - sqrt(1 - a_t) v_hat."""
     alpha = alphas_cumprod.to(noisy_latent.device, torch.float32)[timesteps.to(noisy_latent.device)]
     alpha = alpha.reshape(-1, *[1] * (noisy_latent.dim() - 1))
-    return (noisy_latent - (1 - alpha).sqrt() * noise_pred) / alpha.sqrt()
+    if prediction_type == "epsilon":
+        return (noisy_latent - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
+    if prediction_type == "v_prediction":
+        return alpha.sqrt() * noisy_latent - (1 - alpha).sqrt() * model_output
+    if prediction_type == "sample":
+        return model_output
+    raise ValueError(f"unknown prediction type {prediction_type!r}")

@@ -1,20 +1,26 @@
 """Stages 2 and 3: the latent denoiser (SR or generation), then its alignment with the decoder.
 
-Both run on the frozen autoencoder. Stage 2 minimises the usual noise-prediction MSE on scaled
-latents of HR crops; for SR the crop, degraded by a random factor and resized back, is encoded as the
-condition. Stage 3 (alignment) decodes the one-step clean-latent estimate through the frozen implicit
+Both run on the frozen autoencoder. Stage 2 minimises the MSE of the denoiser's output (noise or
+v, as the noise schedule's `prediction_type` says) on scaled latents of HR crops, or on their
+residual over the condition (`LatentDenoiser.residual`); for SR the crop, degraded by a random
+factor and resized back, is encoded as the condition. `EncodedCrops` encodes a pool of crops once,
+so the steps spend their time in the UNet. Stage 3 (alignment) decodes the one-step clean-latent estimate through the frozen implicit
 decoder, with gradients, at a random output scale up to image resolution, and adds its L1 error to
 the denoising error, each weighted per sample by the clipped SNR (see `alignment`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import Dataset, default_collate
+from tqdm.auto import tqdm
 
 from ..data.crops import ArbitraryScaleCrops, item_generator
 from ..data.images import resize
@@ -28,6 +34,8 @@ from .alignment import alignment_loss, clipped_snr
 from .loop import TrainingTask
 
 PIPELINES = {"sr": UpscalePipeline, "gen": GenerationPipeline}
+# The encoded pool in the run folder: a resumed run reads it instead of encoding again.
+ENCODED_CROPS_FILE = "encoded_crops.safetensors"
 
 
 class SuperResolutionCrops(Dataset):
@@ -61,13 +69,76 @@ class SuperResolutionCrops(Dataset):
         return item
 
 
+class EncodedCrops(Dataset):
+    """A fixed pool of `size` training items whose latents the frozen encoder computed once.
+
+    The encoder is frozen from stage 2 on, so encoding the crops at every step (40% of a step's
+    time in the small preset) repeats work. The pool draws item j from epoch j // len(items) of the
+    crop dataset, so it holds `size` distinct crops and degradations; the loop reshuffles it every
+    epoch. "image" and "condition_image" are replaced by the unscaled float32 "latent" and
+    "condition_latent"; every other field (alignment's queries) is kept. With `cache_file` the pool
+    is written there once (atomically; by one process under DDP) and read back by a resumed run
+    instead of encoded again.
+    """
+
+    IMAGE_KEYS = {"image": "latent", "condition_image": "condition_latent"}
+
+    def __init__(
+        self, items: Dataset, autoencoder: ImplicitAutoencoder, size: int, batch_size: int = 64,
+        cache_file: Path | None = None, write_cache: bool = True,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"the pool needs at least one item, got {size}")
+        self.size = size
+        cached = self._read(cache_file, size) if cache_file is not None else None
+        self.fields = cached if cached is not None else self._encode(items, autoencoder, size, batch_size)
+        if cache_file is not None and cached is None and write_cache:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            temp = cache_file.with_name(f".{cache_file.name}.tmp")
+            save_file(self.fields, temp, metadata={"size": str(size)})
+            os.replace(temp, cache_file)
+
+    @staticmethod
+    def _read(path: Path, size: int) -> dict[str, torch.Tensor] | None:
+        """The pool saved at `path` when it holds `size` items; None when absent, damaged or another size."""
+        try:
+            with safe_open(path, "pt") as handle:
+                if (handle.metadata() or {}).get("size") != str(size):
+                    return None
+                return {key: handle.get_tensor(key) for key in handle.keys()}
+        except (OSError, ValueError, RuntimeError, SafetensorError):
+            return None
+
+    def _encode(self, items: Dataset, autoencoder: ImplicitAutoencoder, size: int, batch_size: int) -> dict[str, torch.Tensor]:
+        device = next(autoencoder.parameters()).device
+        fields: dict[str, list[torch.Tensor]] = {}
+        with torch.no_grad(), tqdm(total=size, desc="encoding training crops", disable=None) as progress:
+            for start in range(0, size, batch_size):
+                batch = []
+                for j in range(start, min(start + batch_size, size)):
+                    items.set_epoch(j // len(items))
+                    batch.append(items[j % len(items)])
+                for key, value in default_collate(batch).items():
+                    if key in self.IMAGE_KEYS:
+                        key, value = self.IMAGE_KEYS[key], autoencoder.encode(value.to(device)).float().cpu()
+                    fields.setdefault(key, []).append(value)
+                progress.update(len(batch))
+        return {key: torch.cat(values).contiguous() for key, values in fields.items()}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: values[index] for key, values in self.fields.items()}
+
+
 def first_items(dataset: Dataset, count: int) -> dict[str, torch.Tensor]:
     """The first `count` items as one batch (validation on a deterministic dataset)."""
     return default_collate([dataset[i] for i in range(min(count, len(dataset)))])
 
 
 class LatentDiffusionTask(TrainingTask):
-    """Stage 2: noise prediction on scaled latents; the final save is a whole pipeline folder."""
+    """Stage 2: denoising on scaled latents (or their residuals); the final save is a whole pipeline folder."""
 
     def __init__(
         self,
@@ -76,8 +147,9 @@ class LatentDiffusionTask(TrainingTask):
         noise_scheduler: SchedulerMixin,
         dataset: Dataset,
         validation_batch: dict[str, torch.Tensor],
+        pool_size: int = 0,
     ) -> None:
-        self.model = denoiser
+        self.model = self.denoiser = denoiser
         self.autoencoder = autoencoder.requires_grad_(False)
         self.frozen = (self.autoencoder,)
         self.noise_scheduler = noise_scheduler
@@ -85,14 +157,44 @@ class LatentDiffusionTask(TrainingTask):
         self.validation_batch = validation_batch
         self.task = denoiser.config.task
         self.latent_scale = denoiser.config.latent_scale
+        self.prediction_type = noise_scheduler.config.prediction_type
+        self.pool_size = pool_size
+
+    def prepare(self, run_dir: Path, is_main_process: bool) -> None:
+        """With a `pool_size`, train on that many crops encoded once (`EncodedCrops`), kept in the run folder."""
+        if self.pool_size:
+            cache = run_dir / ENCODED_CROPS_FILE
+            self.dataset = EncodedCrops(self.dataset, self.autoencoder, self.pool_size, cache_file=cache, write_cache=is_main_process)
 
     @torch.no_grad()
     def scaled_latents(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(clean latent, SR condition or None), both in the denoiser's scaled space."""
-        clean = self.autoencoder.encode(batch["image"]).float() * self.latent_scale
+        """(clean latent, SR condition or None), both in the denoiser's scaled space; from the batch's
+        latents when `EncodedCrops` computed them, else encoded here."""
+        encoded = {
+            latent_key: batch[latent_key] if latent_key in batch else self.autoencoder.encode(batch[image_key])
+            for image_key, latent_key in EncodedCrops.IMAGE_KEYS.items()
+            if image_key in batch or latent_key in batch
+        }
+        clean = encoded["latent"].float() * self.latent_scale
         if self.task != "sr":
             return clean, None
-        return clean, self.autoencoder.encode(batch["condition_image"]).float() * self.latent_scale
+        return clean, encoded["condition_latent"].float() * self.latent_scale
+
+    def objective_target(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the denoiser's output should equal for the schedule's prediction type."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "v_prediction":
+            return self.noise_scheduler.get_velocity(sample, noise, timesteps)
+        return sample
+
+    def predicted_clean(self, model: nn.Module, clean: torch.Tensor, condition: torch.Tensor | None, generator: torch.Generator | None = None):
+        """(model output, its target, one-step estimate of the clean scaled latent) at random noise levels."""
+        sample = self.denoiser.diffusion_target(clean, condition)
+        noise, timesteps, noisy = self.noised(sample, generator)
+        output = model(noisy, timesteps, condition).float()
+        estimate = predict_clean_latent(noisy, output, self.noise_scheduler.alphas_cumprod, timesteps, self.prediction_type)
+        return output, self.objective_target(sample, noise, timesteps), self.denoiser.latent_from(estimate, condition), timesteps
 
     def noised(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(noise, timesteps, noisy latent) with t uniform over the training schedule."""
@@ -104,8 +206,9 @@ class LatentDiffusionTask(TrainingTask):
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         clean, condition = self.scaled_latents(batch)
-        noise, timesteps, noisy = self.noised(clean)
-        return (model(noisy, timesteps, condition).float() - noise).square().mean(), {}
+        sample = self.denoiser.diffusion_target(clean, condition)
+        noise, timesteps, noisy = self.noised(sample)
+        return (model(noisy, timesteps, condition).float() - self.objective_target(sample, noise, timesteps)).square().mean(), {}
 
     @staticmethod
     def validation_generator() -> torch.Generator:
@@ -113,10 +216,12 @@ class LatentDiffusionTask(TrainingTask):
         return torch.Generator().manual_seed(0)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
+        """The training loss, and the MSE of the one-step clean-latent estimate (comparable across
+        objectives), on fixed crops, noise and noise levels."""
         batch = {k: v.to(model.device) for k, v in self.validation_batch.items()}
         clean, condition = self.scaled_latents(batch)
-        noise, timesteps, noisy = self.noised(clean, self.validation_generator())
-        return {"val_loss": (model(noisy, timesteps, condition).float() - noise).square().mean().item()}
+        output, target, estimate, _ = self.predicted_clean(model, clean, condition, self.validation_generator())
+        return {"val_loss": (output - target).square().mean().item(), "val_clean_mse": (estimate - clean).square().mean().item()}
 
     def save(self, model: nn.Module, directory: Path) -> None:
         PIPELINES[self.task](self.autoencoder, model, self.noise_scheduler).save_pretrained(directory)
@@ -132,18 +237,15 @@ class AlignmentTask(LatentDiffusionTask):
         self.recon_weight = recon_weight
 
     def aligned(self, model: nn.Module, batch: dict, generator: torch.Generator | None = None):
-        clean, condition = self.scaled_latents(batch)
-        noise, timesteps, noisy = self.noised(clean, generator)
-        noise_pred = model(noisy, timesteps, condition).float()
-        alphas_cumprod = self.noise_scheduler.alphas_cumprod
-        clean_pred = predict_clean_latent(noisy, noise_pred, alphas_cumprod, timesteps) / self.latent_scale
-        return noise, timesteps, noise_pred, clean_pred
+        """(model output, its target, timesteps, one-step clean latent, unscaled for the decoder)."""
+        output, target, estimate, timesteps = self.predicted_clean(model, *self.scaled_latents(batch), generator)
+        return output, target, timesteps, estimate / self.latent_scale
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        noise, timesteps, noise_pred, clean_pred = self.aligned(model, batch)
+        output, target, timesteps, clean_pred = self.aligned(model, batch)
         decoded = self.autoencoder.decode_at(clean_pred, batch["coord"], batch["cell"])
         weights = clipped_snr(self.noise_scheduler.alphas_cumprod, timesteps, self.max_snr)
-        return alignment_loss(noise_pred, noise, decoded, batch["target"], weights, self.denoise_weight, self.recon_weight)
+        return alignment_loss(output, target, decoded, batch["target"], weights, self.denoise_weight, self.recon_weight)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Denoising loss, and PSNR of the one-step clean estimate rendered at the crop's size."""
@@ -158,10 +260,21 @@ class AlignmentTask(LatentDiffusionTask):
 @torch.no_grad()
 def latent_scale_of(autoencoder: ImplicitAutoencoder, dataset: Dataset, num_items: int = 256, batch_size: int = 16) -> float:
     """1 / std of the latents of the first `num_items` items (CompVis `scale_by_std`), measured once."""
+    return measure_latent_scale(_latents_of(autoencoder, dataset, "image", num_items, batch_size))
+
+
+@torch.no_grad()
+def residual_scale_of(autoencoder: ImplicitAutoencoder, dataset: Dataset, latent_scale: float, num_items: int = 256, batch_size: int = 16) -> float:
+    """1 / std of the scaled residuals (latent minus condition latent) of the first `num_items` SR items."""
+    pairs = zip(*(_latents_of(autoencoder, dataset, key, num_items, batch_size) for key in ("image", "condition_image")))
+    return measure_latent_scale((clean - condition) * latent_scale for clean, condition in pairs)
+
+
+def _latents_of(autoencoder: ImplicitAutoencoder, dataset: Dataset, key: str, num_items: int, batch_size: int):
+    """Batches of latents of the first `num_items` items' `key` image."""
     device = next(autoencoder.parameters()).device
     count = min(num_items, len(dataset))
-    batches = (
-        autoencoder.encode(torch.stack([dataset[i]["image"] for i in range(start, min(start + batch_size, count))]).to(device))
+    return (
+        autoencoder.encode(torch.stack([dataset[i][key] for i in range(start, min(start + batch_size, count))]).to(device))
         for start in range(0, count, batch_size)
     )
-    return measure_latent_scale(batches)

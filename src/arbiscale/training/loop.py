@@ -15,6 +15,8 @@ A stage is a `TrainingTask`:
 - `validate(model) -> {name: float}`: run on the main process with the unwrapped model (the EMA
   weights when EMA is on), in eval mode, without gradients.
 - `save(model, directory)`: the final model; by default `save_pretrained`.
+- `prepare(run_dir, is_main_process)`: work done once per run, before the first step, after the
+  frozen modules are on the device (e.g. encoding a pool of training items into the run folder).
 
 `train(task, TrainSettings(...))` runs it on CPU, one GPU or many (under `accelerate launch`):
 progress bar, `RUN_DIR/metrics.jsonl`, atomic checkpoints (see `checkpoints`), `--resume`, and the
@@ -70,6 +72,9 @@ class TrainingTask(ABC):
     def save(self, model: nn.Module, directory: Path) -> None:
         """Write the final model so that `load_component` can read it."""
         model.save_pretrained(directory)
+
+    def prepare(self, run_dir: Path, is_main_process: bool) -> None:
+        """Once per run, before the first step; nothing by default."""
 
 
 @dataclass
@@ -203,6 +208,7 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
 
     for module in task.frozen:
         module.to(accelerator.device).eval().requires_grad_(False)
+    task.prepare(run_dir, accelerator.is_main_process)
     model = task.model
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]

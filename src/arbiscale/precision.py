@@ -1,0 +1,23 @@
+"""Which reduced precision pays off on a device: bf16 autocast only where the hardware computes it natively.
+
+On a CPU without AVX512_BF16 or AMX, PyTorch emulates bf16 matmuls and convolutions: measured on a
+2-core AVX2 EPYC (BENCHMARKS.md, "Training speed"), autocast made training steps 8-17x slower, so
+"auto" precision stays float32 there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Private but stable probes of torch.cpu (present since torch 2.1); a missing one counts as "no".
+_CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """True where bf16 arithmetic runs in hardware: CUDA GPUs with bf16, CPUs with AVX512_BF16 or AMX."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in _CPU_BF16_PROBES)
+    return False

@@ -125,13 +125,19 @@ def parse_seed(args: argparse.Namespace) -> int:
         seed = int(args.seed)
     except ValueError:
         raise UserError(f"--seed {args.seed!r} is not a whole number: give e.g. --seed 0") from None
-    if seed < 0:
-        raise UserError(f"--seed must be 0 or more, got {seed}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and 2**64 - 1, got {seed}")
     return seed
+
+
+# torch generators take seeds below 2**64.
+MAX_SEED = 2**64 - 1
 
 
 def generators(seed: int, count: int) -> list[torch.Generator]:
     """One CPU generator per output (seed + k): an output's noise does not depend on the batch or device."""
+    if seed + count - 1 > MAX_SEED:
+        raise UserError(f"--seed {seed} with {count} outputs needs seeds up to {seed + count - 1}, past 2**64 - 1: give a smaller --seed")
     return [torch.Generator().manual_seed(seed + k) for k in range(count)]
 
 

@@ -86,6 +86,10 @@ def add_run_options(parser: argparse.ArgumentParser, default_steps: int) -> None
         "two runs of 2 threads on 2 cores are several times slower than one",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest intact checkpoint")
+    parser.add_argument(
+        "--allow-changes", action="store_true",
+        help="let --resume change what the run learns from (data, preset, batch size, lr, seed, stage options); refused otherwise",
+    )
 
 
 def check_positive(args: argparse.Namespace, name: str, allow_zero: bool = False) -> None:
@@ -99,13 +103,11 @@ def check_positive(args: argparse.Namespace, name: str, allow_zero: bool = False
         raise UserError(f"--{name} must be {bound}, got {value}")
 
 
-def resolved_precision(choice: str) -> str:
-    """--mixed-precision's value, with "auto" made bf16 on hardware with native bf16 and "no" elsewhere."""
-    from ..precision import native_bf16
-
-    if choice != "auto":
-        return choice
-    return "bf16" if native_bf16(PartialState().device) else "no"
+# Options that are TrainSettings fields of their own, or that change how a run goes but not what it learns.
+_NOT_RUN_INPUTS = {
+    "run", "command", "stage", "out", "steps", "batch_size", "lr", "weight_decay", "grad_clip", "ema", "checkpoint_every",
+    "validate_every", "log_every", "seed", "mixed_precision", "workers", "threads", "resume", "allow_changes", "latent_cache",
+}
 
 
 def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: float) -> TrainSettings:
@@ -117,6 +119,8 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
     for name in ("weight-decay", "grad-clip", "seed", "workers"):
         check_positive(args, name, allow_zero=True)
     check_positive(args, "threads")
+    if args.seed >= 2**32:  # accelerate's set_seed seeds numpy, which takes 32-bit seeds
+        raise UserError(f"--seed must be below 2**32 for training, got {args.seed}")
     if args.threads is not None:
         import torch
 
@@ -136,8 +140,10 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
         log_every=args.log_every,
         seed=args.seed,
         num_workers=args.workers,
-        mixed_precision=resolved_precision(args.mixed_precision),
+        mixed_precision=args.mixed_precision,
         resume=args.resume,
+        run_inputs={name: str(value) for name, value in sorted(vars(args).items()) if name not in _NOT_RUN_INPUTS and value is not None},
+        allow_changes=args.allow_changes,
     )
 
 

@@ -49,7 +49,10 @@ def _read_split(root: Path, split_file: Path) -> list[Path]:
     """A split file lists paths relative to the image folder, one a line; blank lines and '#' comments skipped."""
     if not split_file.is_file():
         raise UserError(f"split file {split_file} does not exist: pass a text file listing image paths, one a line")
-    names = [line.strip() for line in split_file.read_text(encoding="utf-8").splitlines()]
+    try:
+        names = [line.strip() for line in split_file.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError:
+        raise UserError(f"split file {split_file} is not UTF-8 text: save it as UTF-8, one image path a line") from None
     names = [name for name in names if name and not name.startswith("#")]
     if not names:
         raise UserError(f"split file {split_file} lists no images: write one image path (relative to {root}) a line")

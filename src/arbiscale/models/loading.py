@@ -42,7 +42,7 @@ def load_component(model_class: type[ModelT], path: str | Path) -> ModelT:
             model, info = model_class.from_pretrained(
                 path, output_loading_info=True, local_files_only=True, ignore_mismatched_sizes=True
             )
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError, ArithmeticError) as error:  # e.g. norm_num_groups 0
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointMismatchError(f"cannot load {model_class.__name__} from {path}: {first_line}") from error
     problems = []

@@ -52,6 +52,9 @@ def sample_latents(
     """
     if num_inference_steps < 1:
         raise UserError(f"the number of steps must be at least 1, got {num_inference_steps}")
+    schedule_length = scheduler.config.num_train_timesteps
+    if num_inference_steps > schedule_length:
+        raise UserError(f"{num_inference_steps} steps is more than the {schedule_length} the model was trained with: use at most {schedule_length}")
     if not 0.0 < strength <= 1.0:
         raise UserError(f"strength must be in (0, 1], got {strength}")
     if strength < 1.0 and start is None:

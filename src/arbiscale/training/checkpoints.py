@@ -2,13 +2,14 @@
 
 A checkpoint is `RUN_DIR/checkpoints/step-XXXXXXX/`: whatever `Accelerator.save_state` writes (model,
 optimizer, EMA, RNG states of every process), plus `trainer_state.json` (the step) and, written last,
-`manifest.json` (the size of every file). It is assembled in a hidden temp folder and renamed into place,
-so a crash leaves either a whole checkpoint or none; the manifest catches later damage (a file missing or
-truncated), and resuming then falls back to the previous checkpoint.
+`manifest.json` (the size and sha256 of every file). It is assembled in a hidden temp folder and renamed
+into place, so a crash leaves either a whole checkpoint or none; the manifest catches later damage (a file
+missing, truncated or overwritten), and resuming then falls back to the previous checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -39,30 +40,42 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def write_manifest(directory: Path, step: int) -> None:
-    """Record the step and then the size of every file; the manifest goes last, so its presence means complete."""
+    """Record the step, then the size and sha256 of every file; the manifest goes last, so its presence means complete."""
     write_json(directory / STATE_FILE, {"step": step})
-    sizes = {
-        p.relative_to(directory).as_posix(): p.stat().st_size
+    files = {
+        p.relative_to(directory).as_posix(): {"size": p.stat().st_size, "sha256": sha256_of(p)}
         for p in sorted(directory.rglob("*"))
         if p.is_file() and p.name != MANIFEST_FILE
     }
-    write_json(directory / MANIFEST_FILE, {"files": sizes})
+    write_json(directory / MANIFEST_FILE, {"files": files})
 
 
 def checkpoint_problem(directory: Path) -> str | None:
-    """Why a checkpoint cannot be trusted (missing manifest, missing or resized file), or None if intact."""
+    """Why a checkpoint cannot be trusted (missing manifest, missing, resized or altered file), or None if intact.
+    Manifests of earlier versions hold sizes only; those are checked by size."""
     try:
-        sizes = json.loads((directory / MANIFEST_FILE).read_text())["files"]
+        files = json.loads((directory / MANIFEST_FILE).read_text())["files"]
         json.loads((directory / STATE_FILE).read_text())["step"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        expected = {name: entry if isinstance(entry, dict) else {"size": int(entry)} for name, entry in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return f"unreadable {MANIFEST_FILE} or {STATE_FILE}: {type(error).__name__}"
-    for name, size in sizes.items():
+    for name, entry in expected.items():
         path = directory / name
         if not path.is_file():
             return f"{name} is missing"
-        if path.stat().st_size != size:
-            return f"{name} is {path.stat().st_size} bytes, expected {size}"
+        if path.stat().st_size != entry.get("size"):
+            return f"{name} is {path.stat().st_size} bytes, expected {entry.get('size')}"
+        if "sha256" in entry and sha256_of(path) != entry["sha256"]:
+            return f"{name} does not match its checksum"
     return None
 
 

@@ -19,8 +19,10 @@ A stage is a `TrainingTask`:
   frozen modules are on the device (e.g. encoding a pool of training items into the run folder).
 
 `train(task, TrainSettings(...))` runs it on CPU, one GPU or many (under `accelerate launch`):
-progress bar, `RUN_DIR/metrics.jsonl`, atomic checkpoints (see `checkpoints`), `--resume`, and the
-final model in `RUN_DIR/model/`. Set the seed (accelerate.utils.set_seed) before building the
+progress bar, `RUN_DIR/metrics.jsonl`, atomic checksummed checkpoints (see `checkpoints`), `--resume`,
+and the final model in `RUN_DIR/model/`. A run folder is locked while a run trains in it, and a
+resume that changes what the run learns from (`TrainSettings.run_inputs`, batch size, lr, seed, ...)
+is refused unless `allow_changes`. Set the seed (accelerate.utils.set_seed) before building the
 model, so every process starts from the same weights.
 """
 
@@ -34,12 +36,12 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import parse_flag_from_env, set_seed
 from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -47,6 +49,7 @@ from tqdm.auto import tqdm
 
 from ..data.crops import item_generator
 from ..errors import UserError
+from ..precision import native_bf16
 from . import checkpoints
 
 METRICS_FILE = "metrics.jsonl"
@@ -91,9 +94,17 @@ class TrainSettings:
     log_every: int = 50
     seed: int = 0
     num_workers: int = 0
-    mixed_precision: str = "no"
+    mixed_precision: str = "no"  # "auto": bf16 where the device computes it natively (`precision.native_bf16`), else "no"
     resume: bool = False
     keep_checkpoints: int = 2
+    # What else the run learns from (data, split, preset, stage options), as recorded strings: a resume compares them.
+    run_inputs: dict = field(default_factory=dict)
+    allow_changes: bool = False
+
+
+# Settings a resume may change freely: how long and how often, not what is learned.
+_FREE_ON_RESUME = {"out_dir", "steps", "checkpoint_every", "validate_every", "log_every", "num_workers", "resume", "keep_checkpoints", "allow_changes"}
+LOCK_FILE = ".lock"
 
 
 class EpochPermutation(Sampler[int]):
@@ -138,6 +149,46 @@ def _resume_point(run_dir: Path, resume: bool, accelerator: Accelerator) -> Path
     if found is None:
         raise UserError(f"no intact checkpoint in {run_dir / checkpoints.CHECKPOINTS} to resume from: start a new run with another --out")
     return found
+
+
+def _changes(run_dir: Path, settings: TrainSettings) -> list[str]:
+    """'name: old -> new' for every setting a resume would change that changes what the run learns."""
+    try:
+        recorded = json.loads((run_dir / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    current = json.loads(json.dumps(asdict(settings), default=str))
+    changed = []
+    for name, value in current.items():
+        if name in _FREE_ON_RESUME or name not in recorded:
+            continue
+        old = recorded[name]
+        if isinstance(value, dict) and isinstance(old, dict):
+            changed += [f"{key}: {old.get(key)} -> {value.get(key)}" for key in sorted(set(value) | set(old)) if old.get(key) != value.get(key)]
+        elif old != value:
+            changed.append(f"{name}: {old} -> {value}")
+    return changed
+
+
+def _lock(run_dir: Path):
+    """An exclusive lock on the run folder, held until the returned file is closed; a second run is refused."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        return None
+    handle = open(run_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"run folder {run_dir} is in use by {holder}: wait for it to finish, or choose another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}")
+    handle.flush()
+    return handle
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -188,8 +239,17 @@ def _mean_across_processes(accelerator: Accelerator, sums: dict[str, float], cou
     return dict(zip(names, values.tolist()))
 
 
+def _auto_precision() -> str:
+    """bf16 where the device the loop will train on computes it natively, else "no". Decided without creating
+    accelerate's state: one made before the Accelerator would not join the processes of a distributed launch."""
+    on_gpu = torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
+    return "bf16" if native_bf16("cuda" if on_gpu else "cpu") else "no"
+
+
 def train(task: TrainingTask, settings: TrainSettings) -> Path:
     """Train `task.model` for `settings.steps` optimizer steps; returns the folder of the saved model."""
+    if settings.mixed_precision == "auto":
+        settings = replace(settings, mixed_precision=_auto_precision())
     if settings.mixed_precision == "fp16" and PartialState().device.type == "cpu":
         # accelerate would silently train in fp32 while the run records fp16
         raise UserError("--mixed-precision fp16 needs a GPU: use 'bf16' or 'no' on the CPU")
@@ -200,10 +260,17 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
     run_dir = Path(settings.out_dir)
     resume_from = _resume_point(run_dir, settings.resume, accelerator)
     accelerator.wait_for_everyone()
+    lock = None
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_from is None:
-            checkpoints.write_json(run_dir / SETTINGS_FILE, {**asdict(settings), "out_dir": str(run_dir)})
+        lock = _lock(run_dir)
+        changed = _changes(run_dir, settings) if resume_from is not None else []
+        if changed and not settings.allow_changes:
+            raise UserError(f"--resume would change the run in {run_dir} ({'; '.join(changed)}): pass --allow-changes to continue anyway")
+        for line in changed:
+            _warn(accelerator, f"resuming with a change: {line}")
+        if resume_from is None or changed:
+            checkpoints.write_json(run_dir / SETTINGS_FILE, json.loads(json.dumps({**asdict(settings), "out_dir": str(run_dir)}, default=str)))
     set_seed(settings.seed, device_specific=True)
 
     for module in task.frozen:
@@ -320,4 +387,6 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
             ema.copy_to(unwrapped.parameters())
         _save_model(task, unwrapped, run_dir)
     accelerator.wait_for_everyone()
+    if lock is not None:
+        lock.close()
     return model_dir

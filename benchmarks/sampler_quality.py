@@ -56,7 +56,6 @@ from arbiscale.evaluation.sr import (
 )
 from arbiscale.metrics import PROTOCOLS, RESIZE_METHODS, load_lpips
 from arbiscale.pipelines import UpscalePipeline, bundled_model_dir
-from arbiscale.pipelines.base import LatentImplicitPipeline
 from decoder_throughput import (
     cpu_name,  # benchmarks/ is on sys.path when this script runs
 )
@@ -85,7 +84,7 @@ class Setting:
         if not steps:
             raise UserError(f"setting {text!r} has no step count: give SAMPLER:STEPS[:ETA], e.g. dpm-solver++:20 or ddim:200:1")
         options = sampling_settings(argparse.Namespace(sampler=sampler, steps=steps or None, eta=eta or None))
-        return cls(sampler, options["num_inference_steps"], LatentImplicitPipeline.resolve_eta(sampler, options["eta"]))
+        return cls(sampler, options["num_inference_steps"], UpscalePipeline.resolve_eta(sampler, options["eta"]))
 
     @property
     def family(self) -> str:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from arbiscale.cli.inference_options import CLI_STRENGTH, UPSCALE_SAMPLING, device_and_dtype
+from arbiscale.cli.inference_options import device_and_dtype
 from arbiscale.cli.main import main
 from arbiscale.data.images import image_to_tensor, tensor_to_image
 from arbiscale.models import ImplicitAutoencoder
@@ -43,10 +43,9 @@ def test_tiled_upscale_writes_what_the_pipeline_makes(tmp_path, model_dir, photo
     pipe = UpscalePipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
     result = pipe(
-        image_to_tensor(Image.open(photo).convert("RGB")), scale=3, num_inference_steps=2, sampler=UPSCALE_SAMPLING["sampler"],
+        image_to_tensor(Image.open(photo).convert("RGB")), scale=3, num_inference_steps=2,
         generator=[torch.Generator().manual_seed(0)], tile_size=12, tile_overlap=4, max_memory="1GB",
-        strength=CLI_STRENGTH, lr_consistency=True,  # the command line's defaults
-    )
+    )  # the command line's sampling defaults are the pipeline's
     assert result.tiling.sample_tile == 12 and result.tiling.code_tile == 12
     expected = np.asarray(tensor_to_image(result.images[0])).astype(int)
     assert np.abs(np.asarray(Image.open(out)).astype(int) - expected).max() <= 1

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from arbiscale.errors import UserError
-from arbiscale.sampling import PAPER_SAMPLING, SAMPLERS, make_scheduler, predict_clean_latent, sample_latents, training_schedule_of
+from arbiscale.pipelines.upscale import PAPER_SAMPLING
+from arbiscale.sampling import SAMPLERS, make_scheduler, predict_clean_latent, sample_latents, training_schedule_of
 from arbiscale.sampling.schedulers import OBJECTIVES
 
 

@@ -68,14 +68,14 @@ from .inference_options import (
 _NOT_RECORDED = {"run", "command", "eval_command", "overwrite", "no_progress"}
 
 
-def _add_common(parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50) -> None:
+def _add_common(parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0) -> None:
     """Options both tasks share; `sampler` and `steps` are the task's defaults (those of the matching command)."""
     parser.add_argument("--model", help=model_help)
     parser.add_argument("--out", required=True, help="report folder (created; existing files are kept unless --overwrite)")
     parser.add_argument("--resize", default="matlab", help=f"bicubic convention, one of {', '.join(RESIZE_METHODS)} (default matlab)")
     parser.add_argument("--steps", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
     parser.add_argument("--sampler", default=sampler, help=f"one of {', '.join(SAMPLERS)} (default {sampler})")
-    parser.add_argument("--eta", help="DDIM noise scale in [0, 1] (default 1, the paper's setting); ddim only")
+    parser.add_argument("--eta", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
     parser.add_argument("--seed", default="0", help="base random seed (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: the process's accelerate device)")
     parser.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 network precision (default fp32)")
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_common(
         sr, "saved UpscalePipeline folder, or a LIIF model folder (RUN_DIR/model of `train liif`); omit to evaluate only --baseline methods",
-        sampler=UPSCALE_SAMPLING["sampler"], steps=UPSCALE_SAMPLING["steps"],
+        **UPSCALE_SAMPLING,
     )
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
     sr.add_argument("--split", help="text file listing the images to use, one path relative to --data a line")
@@ -192,10 +192,10 @@ def _load_sr_model(folder: str, device: torch.device) -> UpscalePipeline | LIIF:
     return load_component(LIIF, path).to(device)
 
 
-def _sampler_header(settings: dict, used: bool) -> dict:
+def _sampler_header(settings: dict, used: bool, pipeline_class: type[LatentImplicitPipeline]) -> dict:
     if not used:
         return {"sampler": None, "steps": None, "eta": None}
-    eta = LatentImplicitPipeline.resolve_eta(settings["sampler"], settings["eta"])
+    eta = pipeline_class.resolve_eta(settings["sampler"], settings["eta"])
     return {"sampler": settings["sampler"], "steps": settings["num_inference_steps"], "eta": eta}
 
 
@@ -246,7 +246,7 @@ def run_sr(args: argparse.Namespace) -> int:
         "scales": list(scales),
         "baselines": list(baselines),
         "samples": config.samples,
-        **_sampler_header(settings, sampled),
+        **_sampler_header(settings, sampled, UpscalePipeline),
         **{key: value if sampled else None for key, value in upscale.items()},
         "seed": seed if sampled else None,
         "lpips": f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
@@ -299,7 +299,7 @@ def run_gen(args: argparse.Namespace) -> int:
         "model": str(Path(args.model).resolve()),
         "num_images": config.num_images,
         "sizes": [list(size) for size in sizes],
-        **_sampler_header(settings, True),
+        **_sampler_header(settings, True, GenerationPipeline),
         "seed": seed,
         "ref": str(Path(args.ref).resolve()) if args.ref is not None else None,
         "inception": str(Path(args.inception).resolve()) if args.inception is not None else None,

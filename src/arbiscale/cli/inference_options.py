@@ -15,18 +15,19 @@ import torch
 from ..errors import UserError
 from ..geometry import format_size, parse_size
 from ..pipelines.base import LatentImplicitPipeline
+from ..pipelines.upscale import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING
 from ..sampling.schedulers import SAMPLERS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MAX_SIDE = 20000
 
 
-def add_inference_options(parser: argparse.ArgumentParser, sampler: str = "ddim", steps: int = 50) -> None:
-    """Model, sampler, seed, device and precision options; `sampler` and `steps` are the command's defaults."""
+def add_inference_options(parser: argparse.ArgumentParser, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0) -> None:
+    """Model, sampler, seed, device and precision options; `sampler`, `steps` and `ddim_eta` are the command's defaults."""
     parser.add_argument("--model", metavar="DIR", help="saved model folder (default: the bundled model, if installed)")
     parser.add_argument("--steps", metavar="N", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
     parser.add_argument("--sampler", metavar="NAME", default=sampler, help=f"one of {', '.join(SAMPLERS)} (default {sampler})")
-    parser.add_argument("--eta", metavar="F", help="DDIM noise scale in [0, 1] (default 1, the paper's setting); ddim only")
+    parser.add_argument("--eta", metavar="F", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
     parser.add_argument("--seed", metavar="S", default="0", help="random seed; output k uses seed + k (default 0)")
     parser.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default auto: cuda if available)")
     parser.add_argument(
@@ -43,26 +44,22 @@ def add_inference_options(parser: argparse.ArgumentParser, sampler: str = "ddim"
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-# The command line's defaults, chosen on the bundled model's validation photos (MODEL_CARD.md): at 4x,
-# strength 0.4 with LR consistency scored 25.7 dB PSNR-Y against 17.1 dB for the paper's pure-noise
-# start without it. The pipeline's own defaults stay the paper's (strength 1, no consistency step).
-CLI_STRENGTH = 0.4
-# benchmarks/sampler_quality.py at those settings (BENCHMARKS.md): DPM-Solver++ with 20 steps is within
-# 0.1 dB PSNR-Y of the paper's DDIM-200 at 4.5x its speed.
-UPSCALE_SAMPLING = {"sampler": "dpm-solver++", "steps": 20}
+# The upscaling commands' sampler defaults: the pipeline's own (`pipelines.upscale.DEFAULT_SAMPLING`).
+UPSCALE_SAMPLING = {"sampler": DEFAULT_SAMPLING["sampler"], "steps": DEFAULT_SAMPLING["num_inference_steps"], "ddim_eta": DEFAULT_DDIM_ETA}
 
 
 def add_upscale_options(parser: argparse.ArgumentParser) -> None:
     """The upsampling commands' options beyond sampling: `--strength` and `--lr-consistency`."""
     parser.add_argument(
-        "--strength", metavar="F", default=str(CLI_STRENGTH),
+        "--strength", metavar="F", default=str(DEFAULT_SAMPLING["strength"]),
         help="start sampling from the encoded input noised to this fraction of the schedule, in (0, 1] "
-        f"(default {CLI_STRENGTH}; 1: from pure noise, the paper's setting; lower keeps closer to the input)",
+        f"(default {DEFAULT_SAMPLING['strength']:g}; 1: from pure noise, the paper's setting; lower keeps closer to the input)",
     )
     parser.add_argument(
-        "--lr-consistency", action=argparse.BooleanOptionalAction, default=True,
+        "--lr-consistency", action=argparse.BooleanOptionalAction, default=DEFAULT_SAMPLING["lr_consistency"],
         help="replace the output's low frequencies with the input's, so that it shrinks back to the input "
-        "(fixes colour drift; default on; --no-lr-consistency --strength 1 is the paper's method)",
+        f"(default {'on' if DEFAULT_SAMPLING['lr_consistency'] else 'off'}; the paper's method: --no-lr-consistency "
+        "--strength 1 --sampler ddim --steps 200 --eta 1)",
     )
 
 

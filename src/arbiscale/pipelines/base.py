@@ -85,10 +85,12 @@ class LatentImplicitPipeline(DiffusionPipeline):
         """A fresh sampler of kind `name` on the schedule the denoiser was trained with."""
         return make_scheduler(name, **training_schedule_of(self.scheduler))
 
-    @staticmethod
-    def resolve_eta(sampler: str, eta: float | None) -> float | None:
-        """DDIM defaults to eta = 1 (the paper's stochastic sampling); other samplers take none."""
-        return 1.0 if eta is None and sampler == "ddim" else eta
+    default_ddim_eta: float = 1.0  # the paper's stochastic DDIM; a pipeline may choose another
+
+    @classmethod
+    def resolve_eta(cls, sampler: str, eta: float | None) -> float | None:
+        """DDIM without an eta gets the pipeline's `default_ddim_eta`; other samplers take none."""
+        return cls.default_ddim_eta if eta is None and sampler == "ddim" else eta
 
     def precision(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
         """Autocast the networks to bf16/fp16 (the sampler arithmetic stays float32); None or fp32: off."""

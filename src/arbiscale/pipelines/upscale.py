@@ -39,6 +39,14 @@ from .consistency import enforce_low_res_consistency
 from .memory import TilePlan, available_memory, parse_memory, plan_tiles
 from .tiled_decode import tiled_decode, tiled_encode
 
+# The paper's sampling: DDIM, 200 steps, eta 1, from pure noise, no consistency step.
+# `pipe(image, scale=4, **PAPER_SAMPLING)` runs it.
+PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0, strength=1.0, lr_consistency=False)
+# The defaults of `UpscalePipeline.__call__` and of `arbiscale upscale`, chosen on the bundled model's
+# validation photos (MODEL_CARD.md, "How the defaults were chosen"); eta applies to ddim only.
+DEFAULT_SAMPLING = dict(sampler="dpm-solver++", num_inference_steps=20, strength=0.4, lr_consistency=True)
+DEFAULT_DDIM_ETA = 1.0
+
 # The default cap on the sampled latent's longer side, in multiples of the training latent side:
 # the UNet is convolutional and runs beyond its training size, but its cost grows with the area.
 MAX_LATENT_FACTOR = 8
@@ -65,6 +73,7 @@ class UpscalePipeline(LatentImplicitPipeline):
     task = "sr"
     command = "upscale"
     bundled_name = "sr"
+    default_ddim_eta = DEFAULT_DDIM_ETA
 
     def default_max_latent_side(self) -> int:
         """The cap on the sampled latent's longer side when the caller gives none."""
@@ -111,8 +120,8 @@ class UpscalePipeline(LatentImplicitPipeline):
         images: torch.Tensor | Image.Image | list[Image.Image],
         scale: float | tuple[float, float] | None = None,
         size: tuple[int, int] | None = None,
-        num_inference_steps: int = 50,
-        sampler: str = "ddim",
+        num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
+        sampler: str = DEFAULT_SAMPLING["sampler"],
         eta: float | None = None,
         generator: Generator = None,
         num_samples: int = 1,
@@ -123,8 +132,8 @@ class UpscalePipeline(LatentImplicitPipeline):
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         max_memory: int | str | None = None,
-        lr_consistency: bool = False,
-        strength: float = 1.0,
+        lr_consistency: bool = DEFAULT_SAMPLING["lr_consistency"],
+        strength: float = DEFAULT_SAMPLING["strength"],
     ) -> UpscaleOutput:
         """Upsample each image `num_samples` times; a list of generators gives one seed per output image.
 
@@ -135,7 +144,8 @@ class UpscalePipeline(LatentImplicitPipeline):
         output's low frequencies with the input's (`pipelines.consistency`): the output then shrinks
         back to the input, whatever colour drift the sampled latent has. `strength` < 1 starts the
         sampler from the encoded input noised to that fraction of the schedule instead of from pure
-        noise (1, the paper's setting: every step from pure noise).
+        noise (1, the paper's setting: every step from pure noise). The defaults are `DEFAULT_SAMPLING`;
+        `**PAPER_SAMPLING` gives the paper's.
         """
         if num_samples < 1:
             raise UserError(f"the number of samples must be at least 1, got {num_samples}")

@@ -1,11 +1,11 @@
 """Sampling: samplers by name, the reverse-diffusion loop, and the scale semantics of upsampling."""
 
 from .sample import predict_clean_latent, sample_latents
-from .schedulers import PAPER_SAMPLING, SAMPLERS, TRAINING_SCHEDULE, make_scheduler, training_schedule_of
+from .schedulers import OBJECTIVES, SAMPLERS, TRAINING_SCHEDULE, make_scheduler, training_schedule_of
 from .sizes import check_latent_size, check_output_size, output_size, working_latent_size
 
 __all__ = [
-    "PAPER_SAMPLING",
+    "OBJECTIVES",
     "SAMPLERS",
     "TRAINING_SCHEDULE",
     "check_latent_size",

@@ -34,9 +34,6 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "unipc": (UniPCMultistepScheduler, dict(solver_order=2)),
 }
 
-# The authors' sampling: DDIM, 200 steps, eta = 1.
-PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0)
-
 
 def make_scheduler(name: str, **overrides) -> SchedulerMixin:
     """A fresh scheduler of kind `name` on the training schedule; `overrides` replace any setting."""

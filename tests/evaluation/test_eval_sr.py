@@ -16,6 +16,8 @@ from arbiscale.data.images import image_to_tensor
 from arbiscale.metrics import metric_settings, quantize_8bit, resize, synthesize_lr
 from arbiscale.models.liif import LIIF
 from arbiscale.models.loading import load_component
+from arbiscale.pipelines import UpscalePipeline
+from arbiscale.pipelines.upscale import DEFAULT_SAMPLING
 
 QUIET = ["--no-progress"]
 # 60x76 photos: x2 keeps the whole image; x3.5 has LR sides floor(60/3.5) = 17, floor(76/3.5) = 21 and
@@ -94,12 +96,15 @@ def test_model_with_several_samples(tmp_path, eval_photos, tiny_models):
                  "--out", str(out), *QUIET]) == 0
     results = results_of(out)
     ours = results["results"]["2"]["methods"]["ours"]
-    assert results["samples"] == 2 and results["sampler"] == "ddim" and results["steps"] == 2 and results["eta"] == 1.0 and results["seed"] == 5
+    sampler = DEFAULT_SAMPLING["sampler"]  # eval sr samples with upscale's defaults, the pipeline's
+    assert results["samples"] == 2 and results["sampler"] == sampler and results["steps"] == 2 and results["seed"] == 5
+    assert results["eta"] == UpscalePipeline.resolve_eta(sampler, None)
     assert ours["diversity"] > 0 and "diversity" not in results["results"]["2"]["methods"]["bicubic"]
     assert math.isfinite(ours["psnr"]) and ours["lpips"].startswith("unavailable")
-    assert results["strength"] == 0.4 and results["lr_consistency"] is True  # the command line's defaults
+    assert results["strength"] == DEFAULT_SAMPLING["strength"] and results["lr_consistency"] is DEFAULT_SAMPLING["lr_consistency"]
     report = (out / "report.md").read_text()
-    assert "| ours |" in report and "strength 0.4, LR consistency on" in report
+    consistency = "on" if DEFAULT_SAMPLING["lr_consistency"] else "off"
+    assert "| ours |" in report and f"strength {DEFAULT_SAMPLING['strength']}, LR consistency {consistency}" in report
     assert Image.open(out / "grid_x2.png").size[0] >= 4 * 76  # LR | bicubic | ours | GT
 
 

@@ -44,7 +44,7 @@ from .tiled_decode import tiled_decode, tiled_encode
 PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0, strength=1.0, lr_consistency=False)
 # The defaults of `UpscalePipeline.__call__` and of `arbiscale upscale`, chosen on the bundled model's
 # validation photos (MODEL_CARD.md, "How the defaults were chosen"); eta applies to ddim only.
-DEFAULT_SAMPLING = dict(sampler="dpm-solver++", num_inference_steps=20, strength=0.4, lr_consistency=True)
+DEFAULT_SAMPLING = dict(sampler="ddim", num_inference_steps=20, strength=1.0, lr_consistency=True)
 DEFAULT_DDIM_ETA = 1.0
 
 # The default cap on the sampled latent's longer side, in multiples of the training latent side:

@@ -205,10 +205,8 @@ class LatentDiffusionTask(TrainingTask):
         return noise, timesteps, self.noise_scheduler.add_noise(clean, noise, timesteps)
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        clean, condition = self.scaled_latents(batch)
-        sample = self.denoiser.diffusion_target(clean, condition)
-        noise, timesteps, noisy = self.noised(sample)
-        return (model(noisy, timesteps, condition).float() - self.objective_target(sample, noise, timesteps)).square().mean(), {}
+        output, target, _, _ = self.predicted_clean(model, *self.scaled_latents(batch))
+        return (output - target).square().mean(), {}
 
     @staticmethod
     def validation_generator() -> torch.Generator:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from arbiscale.data.images import image_to_tensor, load_image
+from arbiscale.manifest import write_manifest
 from arbiscale.metrics import psnr
 from arbiscale.pipelines import bundled_model_dir, load_pipeline
 
@@ -30,6 +31,7 @@ def export(source: Path, target: Path) -> None:
         component.half()
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     pipeline.save_pretrained(staging)
+    write_manifest(staging)  # checked whenever the bundled model loads
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)

@@ -28,7 +28,6 @@ class Preset:
     autoencoder: dict
     unet: dict
     latent_size: tuple[int, int]
-    sr_input_size: tuple[int, int] | None = None
     batch_size: int = 16
     autoencoder_lr: float = 1e-4
     ldm_lr: float = 1e-4
@@ -72,7 +71,6 @@ PRESETS: dict[str, Preset] = {
         autoencoder=dict(base_channels=128, channel_mult=(1, 2, 4), num_res_blocks=2, latent_channels=32, norm_groups=32),
         unet=_unet((256, 512, 1024, 1024), (True, True, True, False), layers=2),
         latent_size=(32, 32),
-        sr_input_size=(16, 16),
         autoencoder_lr=5e-5,
         ldm_lr=1e-6,
         align_lr=1e-6,
@@ -83,7 +81,6 @@ PRESETS: dict[str, Preset] = {
         autoencoder=dict(base_channels=128, channel_mult=(1, 2, 4), num_res_blocks=2, latent_channels=3, norm_groups=32),
         unet=_unet((160, 320, 320, 640), (False, False, True, True), layers=2),
         latent_size=(48, 48),
-        sr_input_size=(48, 48),
         autoencoder_lr=5e-5,
         ldm_lr=1e-4,
         align_lr=1e-5,

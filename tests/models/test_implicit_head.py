@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from arbiscale.geometry import cell_size, coord_grid, pixel_centres
-from arbiscale.models import ImplicitHead, neighbour_weights
+from arbiscale.models import ImplicitHead
+from arbiscale.models.implicit_head import axis_neighbours
+
+
+def neighbour_weights(coord: torch.Tensor, feature_size: tuple[int, int], local_ensemble: bool = True) -> torch.Tensor:
+    """(..., K) blend weights of each (y, x) coordinate's K cells, as `ImplicitHead.query` forms them."""
+    _, weights_y = axis_neighbours(coord[..., 0], feature_size[0], local_ensemble)
+    _, weights_x = axis_neighbours(coord[..., 1], feature_size[1], local_ensemble)
+    return torch.stack([wy * wx for wy in weights_y for wx in weights_x], dim=-1)
 
 
 def random_coords(num: int, generator: torch.Generator) -> torch.Tensor:
@@ -107,3 +115,51 @@ def test_head_follows_autocast_and_input_dtype():
         out = head(features, coord, cell_size((5, 5)))
     assert out.dtype == torch.bfloat16
     assert torch.isfinite(out.float()).all()
+
+
+def random_first_layer_head(channels: int = 6) -> ImplicitHead:
+    torch.manual_seed(0)
+    head = ImplicitHead(channels, hidden_channels=(32, 32), blend="first-layer")
+    torch.nn.init.normal_(head.phase_proj.weight)  # a trained phase term, not the zero it starts at
+    return head
+
+
+@pytest.mark.parametrize("blend", ["outputs", "first-layer"])
+def test_values_are_continuous_across_cell_borders(blend):
+    """The point of the local ensemble: no seam where the nearest cell changes (x = 0 here)."""
+    head = random_first_layer_head() if blend == "first-layer" else ImplicitHead(6, hidden_channels=(32, 32))
+    features = torch.randn(1, 6, 4, 4)
+    eps = 1e-5
+    coord = torch.tensor([[[0.3, -eps], [0.3, eps], [-0.6, -0.5 - eps], [-0.6, -0.5 + eps]]])
+    with torch.no_grad():
+        values = head(features, coord, torch.tensor([0.05, 0.05]))
+    assert torch.allclose(values[0, 0], values[0, 1], atol=1e-3) and torch.allclose(values[0, 2], values[0, 3], atol=1e-3)
+
+
+@pytest.mark.parametrize(("blend", "rows_per_query"), [("outputs", 4), ("first-layer", 1)])
+def test_hidden_layers_run_once_per_query_with_the_first_layer_blend(blend, rows_per_query):
+    head = ImplicitHead(6, hidden_channels=(16, 16), blend=blend)
+    rows = []
+    head.mlp[1].register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape[:-1].numel()))
+    coord = coord_grid((9, 7)).expand(2, -1, -1)
+    with torch.no_grad():
+        head(torch.randn(2, 6, 3, 3), coord, cell_size((9, 7)))
+    assert sum(rows) == 2 * 9 * 7 * rows_per_query
+
+
+def test_first_layer_blend_chunked_and_rendered_equal_forward():
+    head = random_first_layer_head()
+    features = torch.randn(2, 6, 5, 3)
+    size = (17, 11)
+    coord = coord_grid(size).expand(2, -1, -1)
+    with torch.no_grad():
+        whole = head(features, coord, cell_size(size))
+        chunked = head(features, coord, cell_size(size), chunk_size=29)
+        rendered = head.render_image(features, size, chunk_size=13)
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    assert torch.allclose(rendered, whole.transpose(1, 2).reshape(2, 3, *size), atol=1e-6)
+
+
+def test_unknown_blend_is_refused():
+    with pytest.raises(ValueError, match="blend must be one of outputs, first-layer"):
+        ImplicitHead(4, hidden_channels=(8,), blend="average")

@@ -134,3 +134,11 @@ def test_scale_below_one_is_refused(upscale, photo, tmp_path):
     for scale in ("0.5", "1e-9"):
         assert "below 1" in upscale(photo, "-o", tmp_path / "out", "-s", scale).error_line()
 
+
+
+def test_memory_past_what_is_free_is_refused_before_allocating(cli, upscale, tiny_models, photo, tmp_path):
+    huge = cli("generate", "--model", tiny_models / "gen", "--size", "64x64", "--latent-size", "65536x65536", "--steps", "1", "-o", tmp_path / "gen")
+    assert "of memory and" in huge.error_line() and "lower the latent size" in huge.error_line()
+    budget = upscale(photo, "-s", "1000", "--max-side", "100000", "--max-memory", "1000TB", "-o", tmp_path / "up")
+    assert "more than the" in budget.error_line() and "free here" in budget.error_line()
+    assert not (tmp_path / "gen").exists() and not (tmp_path / "up").exists()

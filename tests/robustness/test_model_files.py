@@ -75,3 +75,19 @@ def test_training_on_a_mismatched_autoencoder_is_refused(tmp_path, cli, model_co
     line = cli(*argv).error_line()
     assert "wrong shape" in line and "encoder.conv_in.weight" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_damaged_bundled_weights_are_refused_at_load(tmp_path, monkeypatch):
+    from arbiscale.errors import CheckpointMismatchError
+    from arbiscale.pipelines import UpscalePipeline, base, bundled_model_dir
+
+    copy = tmp_path / "sr"
+    shutil.copytree(bundled_model_dir("sr"), copy)
+    monkeypatch.setattr(base, "bundled_model_dir", lambda name: copy)
+    assert UpscalePipeline.from_pretrained() is not None  # intact: loads
+    weights = copy / "denoiser" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte deep in the weights: same size, still parses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointMismatchError, match="bundled model .* is damaged .*denoiser/diffusion_pytorch_model.safetensors does not match its checksum"):
+        UpscalePipeline.from_pretrained()

@@ -156,3 +156,16 @@ def test_v_zero_snr_objective_reaches_pure_noise_and_its_clean_estimate_is_exact
     estimate = predict_clean_latent(noisy, velocity, scheduler.alphas_cumprod, timesteps, "v_prediction")
     assert torch.allclose(estimate, clean, atol=1e-4)  # including t = T, where the noisy latent holds no signal
     assert torch.equal(predict_clean_latent(noisy, clean, scheduler.alphas_cumprod, timesteps, "sample"), clean)
+
+
+@pytest.mark.parametrize("steps", range(1, 13))
+def test_ddim_with_full_noise_stays_finite_from_pure_noise_on_the_zero_snr_schedule(steps):
+    """eta 1 from t = T (alpha_T = 0): diffusers' DDIM took the square root of a rounding-negative number
+    at 3 and 5 steps and returned NaN; ours clamps the step's noise to what the step allows."""
+    scheduler = make_scheduler("ddim", **OBJECTIVES["v-zero-snr"])
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, 4, 8, 8, generator=generator)
+    for t in scheduler.timesteps:
+        sample = scheduler.step(torch.randn(sample.shape, generator=generator), t, sample, eta=1.0, generator=generator).prev_sample
+    assert torch.isfinite(sample).all()

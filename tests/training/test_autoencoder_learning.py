@@ -19,7 +19,7 @@ from PIL import Image
 from arbiscale.data.crops import ArbitraryScaleCrops
 from arbiscale.data.images import resize
 from arbiscale.metrics.psnr_ssim import psnr
-from arbiscale.models.autoencoder import ImplicitAutoencoder
+from arbiscale.models.autoencoder import ImplicitAutoencoder, with_head_blend
 from arbiscale.models.loading import load_component
 from arbiscale.presets import get_preset
 from arbiscale.training.autoencoder import AutoencoderTask, validation_crops
@@ -59,3 +59,23 @@ def test_autoencoder_overfits_a_photo_crop_and_beats_bicubic_at_1x_and_2_5x(tmp_
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["val_psnr"] == pytest.approx(ours_1x, abs=1e-3)
     assert last["val_psnr_2.5x_latent"] == pytest.approx(ours_25, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_decoder_alone_learns_the_photo_crop_through_a_frozen_random_encoder(tmp_path, real_photos):
+    """The first-layer-blend head, trained with the encoder frozen (`train decoder`). Measured: from
+    10.8 dB to 28.0 dB in 150 steps (the outputs-blend head: 27.4 dB); the encoder stays as it was."""
+    photo = tmp_path / "eye.png"
+    Image.fromarray(real_photos["chelsea"][80:128, 140:188]).save(photo)
+    set_seed(0)
+    autoencoder = with_head_blend(ImplicitAutoencoder(**{**get_preset("tiny").autoencoder, "channel_mult": (1, 2, 2)}), "first-layer")
+    encoder = {key: value.clone() for key, value in autoencoder.encoder.state_dict().items()}
+    dataset = ArbitraryScaleCrops([photo], (12, 12), 4, num_queries=576, length=64, augment=False)
+    task = AutoencoderTask(autoencoder, dataset, validation_crops([photo], (12, 12), 4, count=1), train_encoder=False)
+    settings = TrainSettings(out_dir=tmp_path / "run", steps=150, batch_size=4, lr=2e-3, log_every=50, validate_every=150, checkpoint_every=150)
+    model = load_component(ImplicitAutoencoder, train(task, settings))
+    crop = task.validation_images
+    with torch.no_grad():
+        score = psnr(model.decode(model.encode(crop), (48, 48)), crop).item()
+    assert score > 25.0
+    assert all(torch.equal(model.encoder.state_dict()[key], value) for key, value in encoder.items())

@@ -57,14 +57,15 @@ def test_gaussian_posterior_adds_a_kl_term(photo_dir):
     assert task.model.autoencoder.quant_conv.weight.grad.abs().sum() > 0
 
 
-def test_objective_without_posterior_is_the_autoencoder_forward(photo_dir):
+def test_objective_without_posterior_decodes_the_encoded_latent(photo_dir):
     task = tiny_task(photo_dir)
     images = task.validation_images[:2]
     coord = coord_grid((5, 7)).expand(2, -1, -1)
     with torch.no_grad():
         values, kl = ReconstructionObjective(task.model.autoencoder)(images, coord, cell_size((5, 7)))
         assert kl is None
-        assert torch.equal(values, task.model.autoencoder(images, coord, cell_size((5, 7))))
+        autoencoder = task.model.autoencoder
+        assert torch.equal(values, autoencoder.decode_at(autoencoder.encode(images), coord, cell_size((5, 7))))
 
 
 def cli(photo_dir, out, *options: str) -> list[str]:
@@ -108,3 +109,34 @@ def test_cli_rejects_bad_data_and_presets(tmp_path, photo_dir, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(cli(photo_dir, tmp_path / "run", "--preset", "huge")) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_cli_fine_tunes_the_decoder_alone_into_the_first_layer_head(tmp_path, photo_dir, capsys):
+    """`train decoder`: the encoder (so every latent) stays bit-identical, the decoder moves (that it
+    learns is tests/training/test_autoencoder_learning.py's)."""
+    assert main(cli(photo_dir, tmp_path / "ae", "--steps", "4", "--batch-size", "2", "--num-queries", "20")) == 0
+    options = ["--steps", "4", "--batch-size", "2", "--num-queries", "20"]
+    code = main([
+        "train", "decoder", "--autoencoder", str(tmp_path / "ae" / "model"), "--head-blend", "first-layer",
+        "--data", str(photo_dir), "--preset", "tiny", "--out", str(tmp_path / "dec"), *options,
+    ])
+    assert code == 0 and "saved the fine-tuned autoencoder" in capsys.readouterr().err
+    before = load_component(ImplicitAutoencoder, tmp_path / "ae" / "model").state_dict()
+    after = load_component(ImplicitAutoencoder, tmp_path / "dec" / "model")
+    assert after.config.head_blend == "first-layer"
+    state = after.state_dict()
+    frozen = [key for key in before if key.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(state[key], before[key]) for key in frozen)
+    assert not torch.equal(state["head.feature_proj.weight"], before["head.feature_proj.weight"]) and state["head.phase_proj.weight"].any()
+
+
+def test_cli_decoder_refuses_a_head_it_would_have_to_cut(tmp_path, photo_dir, capsys):
+    from arbiscale.models.autoencoder import with_head_blend
+
+    with_head_blend(ImplicitAutoencoder(**get_preset("tiny").autoencoder), "first-layer").save_pretrained(tmp_path / "blended")
+    code = main([
+        "train", "decoder", "--autoencoder", str(tmp_path / "blended"), "--head-blend", "outputs",
+        "--data", str(photo_dir), "--preset", "tiny", "--out", str(tmp_path / "dec"),
+    ])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "would drop trained weights" in err

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import evaluate, generate, train, upscale
+from . import convert, evaluate, generate, serve, train, upscale
 
-REGISTRY: list = [upscale.register, generate.register, train.register, evaluate.register]
+REGISTRY: list = [upscale.register, generate.register, train.register, evaluate.register, convert.register, serve.register]

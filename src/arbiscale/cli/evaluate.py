@@ -16,49 +16,19 @@ unless it is given an MPI hostfile). Existing report files are kept unless --ove
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 
-import torch
-from accelerate import PartialState
-from accelerate.utils import parse_flag_from_env
-
-from ..data.eval_sets import LAYOUTS, open_eval_set
-from ..data.images import list_images
+from ..choices import EVAL_LAYOUTS, METRIC_PROTOCOLS, RESIZE_METHODS, SAMPLER_NAMES, SELF_SSIM_MEASURES, SR_BASELINES
 from ..errors import UserError
-from ..evaluation.gen import REPORT_FILES, GenEvalConfig, evaluate_gen, write_gen_report
-from ..evaluation.report import check_report_dir
-from ..evaluation.sr import (
-    BASELINES,
-    SrEvalConfig,
-    evaluate_sr,
-    evaluated_methods,
-    report_files,
-    write_sr_report,
-)
-from ..metrics import (
-    LPIPS,
-    PROTOCOLS,
-    RESIZE_METHODS,
-    FeatureExtractor,
-    load_feature_extractor,
-    load_lpips,
-)
-from ..metrics.consistency import SELF_SSIM_MEASURES
-from ..metrics.psnr_ssim import ms_ssim_min_size
-from ..models.liif import LIIF
-from ..models.loading import load_component
-from ..pipelines import GenerationPipeline, UpscalePipeline
-from ..pipelines.base import LatentImplicitPipeline
-from ..sampling.schedulers import SAMPLERS
 from .inference_options import (
     UPSCALE_SAMPLING,
     add_upscale_options,
-    device_and_dtype,
     int_at_least,
+    load_sr_model,
     parse_seed,
     positive_float,
+    process_state,
     sampling_settings,
     size_option,
     upscale_settings,
@@ -74,7 +44,7 @@ def _add_common(parser: argparse.ArgumentParser, model_help: str, sampler: str =
     parser.add_argument("--out", required=True, help="report folder (created; existing files are kept unless --overwrite)")
     parser.add_argument("--resize", default="matlab", help=f"bicubic convention, one of {', '.join(RESIZE_METHODS)} (default matlab)")
     parser.add_argument("--steps", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
-    parser.add_argument("--sampler", default=sampler, help=f"one of {', '.join(SAMPLERS)} (default {sampler})")
+    parser.add_argument("--sampler", default=sampler, help=f"one of {', '.join(SAMPLER_NAMES)} (default {sampler})")
     parser.add_argument("--eta", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
     parser.add_argument("--seed", default="0", help="base random seed (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: the process's accelerate device)")
@@ -99,13 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
     sr.add_argument("--split", help="text file listing the images to use, one path relative to --data a line")
-    sr.add_argument("--layout", default="auto", help=f"auto or one of {', '.join(LAYOUTS)} (default auto: detected)")
+    sr.add_argument("--layout", default="auto", help=f"auto or one of {', '.join(EVAL_LAYOUTS)} (default auto: detected)")
     sr.add_argument("--scales", required=True, help="comma-separated scales, e.g. 2,3,4,6,8,12 (non-integer allowed: 3.5)")
     sr.add_argument(
         "--protocol", default="liif-benchmark",
-        help=f"PSNR/SSIM protocol, one of {', '.join(PROTOCOLS)} (default liif-benchmark: Y channel, shave = scale)",
+        help=f"PSNR/SSIM protocol, one of {', '.join(METRIC_PROTOCOLS)} (default liif-benchmark: Y channel, shave = scale)",
     )
-    sr.add_argument("--baseline", action="append", default=[], help=f"also evaluate a baseline ({', '.join(BASELINES)}); repeatable")
+    sr.add_argument("--baseline", action="append", default=[], help=f"also evaluate a baseline ({', '.join(SR_BASELINES)}); repeatable")
     sr.add_argument("--samples", default="1", help="samples per input image (default 1; >= 2 also measures diversity)")
     sr.add_argument("--max-images", help="evaluate only the first N images (sorted by name)")
     sr.add_argument("--grid-images", default="3", help="images shown in the grids (default 3; 0: no grids)")
@@ -161,38 +131,18 @@ def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
 
 def _setup(args: argparse.Namespace):
     """(state, device, autocast dtype, sampling settings, seed) shared by both tasks."""
-    # PartialState only forms a CPU process group (gloo) when told it runs on the CPU.
-    on_cpu = args.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-    state = PartialState(cpu=on_cpu)
-    chosen, dtype = device_and_dtype(args)
-    device = state.device if args.device == "auto" else chosen
+    state, device, dtype = process_state(args)
     _choice(args.resize, RESIZE_METHODS, "--resize")
     return state, device, dtype, sampling_settings(args), parse_seed(args)
 
 
-def _load(pipeline_class: type[LatentImplicitPipeline], folder: str, device):
+def _load(pipeline_class, folder: str, device):
     pipe = pipeline_class.from_pretrained(folder).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def _load_sr_model(folder: str, device: torch.device) -> UpscalePipeline | LIIF:
-    """The --model of `eval sr`, told apart by its files: an UpscalePipeline has model_index.json, a LIIF
-    model a config.json that names the LIIF class (what save_pretrained writes for each)."""
-    path = Path(folder)
-    if (path / "model_index.json").is_file():
-        return _load(UpscalePipeline, folder, device)
-    try:
-        class_name = json.loads((path / LIIF.config_name).read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError, AttributeError):
-        class_name = None
-    if class_name != LIIF.__name__:
-        found = f"a saved {class_name}" if class_name else "no model_index.json or LIIF config.json"
-        raise UserError(f"--model {folder} holds {found}: pass a saved UpscalePipeline or LIIF model folder (RUN_DIR/model)")
-    return load_component(LIIF, path).to(device)
-
-
-def _sampler_header(settings: dict, used: bool, pipeline_class: type[LatentImplicitPipeline]) -> dict:
+def _sampler_header(settings: dict, used: bool, pipeline_class) -> dict:
     if not used:
         return {"sampler": None, "steps": None, "eta": None}
     eta = pipeline_class.resolve_eta(settings["sampler"], settings["eta"])
@@ -200,18 +150,25 @@ def _sampler_header(settings: dict, used: bool, pipeline_class: type[LatentImpli
 
 
 def run_sr(args: argparse.Namespace) -> int:
+    from ..data.eval_sets import open_eval_set
+    from ..evaluation.report import check_report_dir
+    from ..evaluation.sr import SrEvalConfig, evaluate_sr, evaluated_methods, report_files, write_sr_report
+    from ..metrics import LPIPS, load_lpips
+    from ..models.liif import LIIF
+    from ..pipelines import UpscalePipeline
+
     state, device, dtype, settings, seed = _setup(args)
     scales = tuple(positive_float(text, "--scales") for text in _comma_list(args.scales, "--scales"))
     baselines = tuple(dict.fromkeys(args.baseline))
     if args.model is None and not baselines:
         raise UserError("nothing to evaluate: give --model DIR, or --baseline bicubic to evaluate a baseline only")
     samples = int_at_least(args.samples, "--samples")
-    pipe = _load_sr_model(args.model, device) if args.model is not None else None
+    pipe = load_sr_model(args.model, device) if args.model is not None else None
     sampled = isinstance(pipe, UpscalePipeline)
     upscale = upscale_settings(args)
     config = SrEvalConfig(
         scales=scales,
-        protocol=_choice(args.protocol, PROTOCOLS, "--protocol"),
+        protocol=_choice(args.protocol, tuple(METRIC_PROTOCOLS), "--protocol"),
         resize=args.resize,
         baselines=baselines,
         samples=1 if isinstance(pipe, LIIF) else samples,
@@ -258,6 +215,13 @@ def run_sr(args: argparse.Namespace) -> int:
 
 
 def run_gen(args: argparse.Namespace) -> int:
+    from ..data.images import list_images
+    from ..evaluation.gen import REPORT_FILES, GenEvalConfig, evaluate_gen, write_gen_report
+    from ..evaluation.report import check_report_dir
+    from ..metrics import FeatureExtractor, load_feature_extractor
+    from ..metrics.psnr_ssim import ms_ssim_min_size
+    from ..pipelines import GenerationPipeline
+
     state, device, dtype, settings, seed = _setup(args)
     if args.model is None:
         raise UserError("eval gen needs --model DIR: a saved GenerationPipeline folder")

@@ -2,7 +2,8 @@
 
 Image i is sampled with seed S + i (S: --seed) and rendered at every --size, written as
 seed<S+i>_<W>x<H>.png, so one seed always names (and reproduces) the same picture. Existing outputs
-are refused unless --overwrite (replace) or --skip-existing (keep them, make the rest).
+are refused unless --overwrite (replace) or --skip-existing (keep them, make the rest). Under
+`accelerate launch --num_processes N -m arbiscale.cli.main generate ...` each process makes every N-th image.
 """
 
 from __future__ import annotations
@@ -10,19 +11,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.images import IMAGE_EXTENSIONS, save_image
 from ..errors import UserError
-from ..geometry import format_size
-from ..pipelines.generate import GenerationPipeline
 from .inference_options import (
     add_inference_options,
     check_side_limit,
-    device_and_dtype,
     generators,
     int_at_least,
-    load_pipeline,
     max_side,
     parse_seed,
+    process_state,
     refuse_existing,
     sampling_settings,
     size_option,
@@ -46,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.images import IMAGE_EXTENSIONS, save_image
+    from ..geometry import format_size
+    from ..pipelines.generate import GenerationPipeline
+
     if not args.size:
         raise UserError("give at least one --size WIDTHxHEIGHT, e.g. --size 384x256")
     sizes = list(dict.fromkeys(size_option(text, "--size") for text in args.size))
@@ -57,24 +58,25 @@ def run(args: argparse.Namespace) -> int:
     latent_size = size_option(args.latent_size, "--latent-size") if args.latent_size is not None else None
     seed = parse_seed(args)
     settings = sampling_settings(args)
-    _, dtype = device_and_dtype(args)
+    state, device, dtype = process_state(args)
     folder = Path(args.output)
     if folder.suffix.lower() in IMAGE_EXTENSIONS:
         raise UserError(f"-o {folder} looks like a file name: generate writes a folder of images, give a folder")
     names = [[folder / f"seed{seed + i}_{format_size(size)}.png" for size in sizes] for i in range(num)]
     refuse_existing(args, [path for paths in names for path in paths])
-    pipe = load_pipeline(GenerationPipeline, args)
-    for start in range(0, num, batch_size):
-        count = min(batch_size, num - start)
-        if args.skip_existing and all(path.exists() for paths in names[start : start + count] for path in paths):
+    noise = generators(seed, num)  # image i is drawn with seed + i alone, whatever the batch or process
+    pipe = GenerationPipeline.from_pretrained(args.model).to(device)
+    pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
+    # Several processes (accelerate launch): each makes every N-th image, so every file is written once.
+    mine = list(range(num))[state.process_index :: state.num_processes]
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start : start + batch_size]
+        if args.skip_existing and all(path.exists() for i in batch for path in names[i]):
             continue
-        result = pipe(
-            sizes, num_images=count, latent_size=latent_size, generator=generators(seed + start, count),
-            autocast_dtype=dtype, **settings,
-        )
+        result = pipe(sizes, num_images=len(batch), latent_size=latent_size, generator=[noise[i] for i in batch], autocast_dtype=dtype, **settings)
         for index, images in enumerate(result.images):
-            for offset, image in enumerate(images):
-                path = names[start + offset][index]
+            for i, image in zip(batch, images):
+                path = names[i][index]
                 if args.skip_existing and path.exists():
                     continue
                 save_image(image, path, overwrite=args.overwrite)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from ..choices import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING, SAMPLER_NAMES
 from ..errors import UserError
-from ..geometry import format_size, parse_size
-from ..pipelines.base import LatentImplicitPipeline
-from ..pipelines.upscale import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING
-from ..sampling.schedulers import SAMPLERS
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+    from ..pipelines.base import LatentImplicitPipeline
+
+# --dtype names -> torch dtype attribute names (torch is imported only once a command runs).
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEFAULT_MAX_SIDE = 20000
 
 
@@ -26,7 +28,7 @@ def add_inference_options(parser: argparse.ArgumentParser, sampler: str = "ddim"
     """Model, sampler, seed, device and precision options; `sampler`, `steps` and `ddim_eta` are the command's defaults."""
     parser.add_argument("--model", metavar="DIR", help="saved model folder (default: the bundled model, if installed)")
     parser.add_argument("--steps", metavar="N", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
-    parser.add_argument("--sampler", metavar="NAME", default=sampler, help=f"one of {', '.join(SAMPLERS)} (default {sampler})")
+    parser.add_argument("--sampler", metavar="NAME", default=sampler, help=f"one of {', '.join(SAMPLER_NAMES)} (default {sampler})")
     parser.add_argument("--eta", metavar="F", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
     parser.add_argument("--seed", metavar="S", default="0", help="random seed; output k uses seed + k (default 0)")
     parser.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default auto: cuda if available)")
@@ -44,7 +46,7 @@ def add_inference_options(parser: argparse.ArgumentParser, sampler: str = "ddim"
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-# The upscaling commands' sampler defaults: the pipeline's own (`pipelines.upscale.DEFAULT_SAMPLING`).
+# The upscaling commands' sampler defaults: the pipeline's own (`choices.DEFAULT_SAMPLING`).
 UPSCALE_SAMPLING = {"sampler": DEFAULT_SAMPLING["sampler"], "steps": DEFAULT_SAMPLING["num_inference_steps"], "ddim_eta": DEFAULT_DDIM_ETA}
 
 
@@ -93,6 +95,8 @@ def positive_float(text: str, option: str) -> float:
 
 
 def size_option(text: str, option: str) -> tuple[int, int]:
+    from ..geometry import parse_size
+
     try:
         return parse_size(text)
     except ValueError as error:
@@ -101,8 +105,8 @@ def size_option(text: str, option: str) -> tuple[int, int]:
 
 def sampling_settings(args: argparse.Namespace) -> dict:
     """Pipeline keyword arguments for the sampler options."""
-    if args.sampler not in SAMPLERS:
-        raise UserError(f"--sampler {args.sampler!r} is unknown: choose one of {', '.join(SAMPLERS)}")
+    if args.sampler not in SAMPLER_NAMES:
+        raise UserError(f"--sampler {args.sampler!r} is unknown: choose one of {', '.join(SAMPLER_NAMES)}")
     settings = dict(num_inference_steps=int_at_least(args.steps, "--steps"), sampler=args.sampler, eta=None)
     if args.eta is not None:
         if args.sampler != "ddim":
@@ -133,12 +137,16 @@ MAX_SEED = 2**64 - 1
 
 def generators(seed: int, count: int) -> list[torch.Generator]:
     """One CPU generator per output (seed + k): an output's noise does not depend on the batch or device."""
+    import torch
+
     if seed + count - 1 > MAX_SEED:
         raise UserError(f"--seed {seed} with {count} outputs needs seeds up to {seed + count - 1}, past 2**64 - 1: give a smaller --seed")
     return [torch.Generator().manual_seed(seed + k) for k in range(count)]
 
 
 def device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtype | None]:
+    import torch
+
     if args.device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device {args.device!r} is unknown: choose cpu, cuda or auto")
     if args.dtype != "auto" and args.dtype not in DTYPES:
@@ -151,7 +159,22 @@ def device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtyp
         raise UserError("--dtype fp16 needs a GPU: use --dtype bf16 or fp32 on the CPU")
     if args.dtype == "auto":
         return device, torch.bfloat16 if device.type == "cuda" else torch.float32
-    return device, DTYPES[args.dtype]
+    return device, getattr(torch, DTYPES[args.dtype])
+
+
+def process_state(args: argparse.Namespace):
+    """(accelerate PartialState, device, autocast dtype) of this process. Under `accelerate launch
+    --num_processes N` each process takes its share of the inputs (`state.process_index` of
+    `state.num_processes`) on its own device; started alone, it is the only process."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    chosen, dtype = device_and_dtype(args)
+    # PartialState only forms a CPU process group (gloo) when told it runs on the CPU.
+    on_cpu = args.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    state = PartialState(cpu=on_cpu)
+    return state, state.device if args.device == "auto" else chosen, dtype
 
 
 def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.Namespace) -> LatentImplicitPipeline:
@@ -160,6 +183,31 @@ def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.N
     pipe = pipeline_class.from_pretrained(args.model).to(device)
     pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
     return pipe
+
+
+def load_sr_model(folder: str | None, device):
+    """An upsampler folder, told apart by its files: an UpscalePipeline has model_index.json, a LIIF
+    model a config.json that names the LIIF class (what save_pretrained and `convert liif` write).
+    None: the bundled UpscalePipeline."""
+    import json
+
+    from ..models.liif import LIIF
+    from ..models.loading import load_component
+    from ..pipelines import UpscalePipeline
+
+    path = Path(folder) if folder is not None else None
+    if path is None or (path / "model_index.json").is_file():
+        pipe = UpscalePipeline.from_pretrained(folder).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    try:
+        class_name = json.loads((path / LIIF.config_name).read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        class_name = None
+    if class_name != LIIF.__name__:
+        found = f"a saved {class_name}" if class_name else "no model_index.json or LIIF config.json"
+        raise UserError(f"--model {folder} holds {found}: pass a saved UpscalePipeline or LIIF model folder (RUN_DIR/model)")
+    return load_component(LIIF, path).to(device)
 
 
 def refuse_existing(args: argparse.Namespace, paths: list[Path]) -> None:
@@ -175,5 +223,7 @@ def max_side(args: argparse.Namespace) -> int:
 
 
 def check_side_limit(size: tuple[int, int], limit: int) -> None:
+    from ..geometry import format_size
+
     if max(size) > limit:
         raise UserError(f"output {format_size(size)} is over --max-side {limit}: ask for a smaller output or raise --max-side")

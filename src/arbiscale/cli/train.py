@@ -19,9 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from accelerate.state import PartialState
-from accelerate.utils import set_seed
-
+from ..choices import HEAD_BLENDS
 from ..errors import UserError
 from ..presets import PRESETS, Preset, get_preset
 
@@ -31,6 +29,7 @@ if TYPE_CHECKING:
 # (module, function) registering one `train` sub-command; imported lazily so stages may import this module.
 STAGES: list[tuple[str, str]] = [
     ("arbiscale.cli.train", "register_autoencoder"),
+    ("arbiscale.cli.train", "register_decoder"),
     ("arbiscale.cli.train_diffusion", "register_ldm"),
     ("arbiscale.cli.train_diffusion", "register_align"),
     ("arbiscale.cli.train_liif", "register_liif"),
@@ -156,11 +155,15 @@ def start_photo_run(args: argparse.Namespace, preset: Preset, default_lr: float)
     check_positive(args, "num-queries")
     train_paths = list_images(args.data, args.split)
     val_paths = validation_paths(args, train_paths)
+    from accelerate.utils import set_seed
+
     set_seed(args.seed)
     return settings, train_paths, val_paths
 
 
 def report_saved(what: str, directory: Path) -> None:
+    from accelerate.state import PartialState
+
     if PartialState().is_main_process:
         print(f"saved the {what} to {directory}", file=sys.stderr)
 
@@ -177,20 +180,62 @@ def register_autoencoder(stages: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_autoencoder)
 
 
+def register_decoder(stages: argparse._SubParsersAction) -> None:
+    parser = stages.add_parser(
+        "decoder",
+        help="stage 1b: fine-tune the implicit decoder of a trained autoencoder, encoder frozen",
+        description="Fine-tune the implicit decoder (feature decoder + head) of a trained autoencoder with its encoder "
+        "frozen: the latents stay the same, so denoisers trained on them keep working with the new decoder "
+        "(swap it into their pipeline folder's autoencoder/). --head-blend converts the head first.",
+    )
+    parser.add_argument("--autoencoder", required=True, type=Path, help="the autoencoder folder to start from (e.g. MODEL/autoencoder)")
+    parser.add_argument(
+        "--head-blend", choices=HEAD_BLENDS,
+        help="outputs: each ensemble neighbour runs the whole MLP (LIIF, the paper); first-layer: neighbours blended "
+        "after the first layer, about 4x less work per output pixel (default: keep the autoencoder's)",
+    )
+    add_data_options(parser)
+    add_run_options(parser, default_steps=10000)
+    parser.add_argument("--num-queries", type=int, help="target pixels sampled per crop (default: latent height x width)")
+    parser.set_defaults(run=run_decoder)
+
+
 def run_autoencoder(args: argparse.Namespace) -> int:
-    from ..data.crops import ArbitraryScaleCrops
     from ..models.autoencoder import ImplicitAutoencoder
-    from ..training.autoencoder import AutoencoderTask, validation_crops
-    from ..training.loop import train
 
     preset = get_preset(args.preset)
     settings, train_paths, val_paths = start_photo_run(args, preset, preset.autoencoder_lr)
-    autoencoder = ImplicitAutoencoder(**preset.autoencoder)
+    return _train_reconstruction(ImplicitAutoencoder(**preset.autoencoder), preset, settings, train_paths, val_paths, args.num_queries, train_encoder=True)
+
+
+def run_decoder(args: argparse.Namespace) -> int:
+    from ..models.autoencoder import ImplicitAutoencoder, with_head_blend
+    from ..models.loading import load_component
+
+    preset = get_preset(args.preset)
+    settings, train_paths, val_paths = start_photo_run(args, preset, preset.autoencoder_lr)
+    autoencoder = load_component(ImplicitAutoencoder, args.autoencoder)
+    if args.head_blend is not None and args.head_blend != autoencoder.config.head_blend:
+        try:
+            autoencoder = with_head_blend(autoencoder, args.head_blend)
+        except ValueError as error:
+            raise UserError(f"{args.autoencoder}: {error}; start from an autoencoder with the default head") from None
+    return _train_reconstruction(autoencoder, preset, settings, train_paths, val_paths, args.num_queries, train_encoder=False)
+
+
+def _train_reconstruction(
+    autoencoder, preset: Preset, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path], num_queries: int | None, train_encoder: bool,
+) -> int:
+    """Train `autoencoder` (all of it, or its decoder alone) to reconstruct crops of `train_paths` at random scales."""
+    from ..data.crops import ArbitraryScaleCrops
+    from ..training.autoencoder import AutoencoderTask, validation_crops
+    from ..training.loop import train
+
     factor = autoencoder.downsample_factor
     dataset = ArbitraryScaleCrops(
-        train_paths, preset.latent_size, factor, num_queries=args.num_queries,
-        length=max(len(train_paths), 100 * settings.batch_size), seed=args.seed,
+        train_paths, preset.latent_size, factor, num_queries=num_queries,
+        length=max(len(train_paths), 100 * settings.batch_size), seed=settings.seed,
     )
-    task = AutoencoderTask(autoencoder, dataset, validation_crops(val_paths, preset.latent_size, factor, seed=args.seed))
-    report_saved("autoencoder", train(task, settings))
+    task = AutoencoderTask(autoencoder, dataset, validation_crops(val_paths, preset.latent_size, factor, seed=settings.seed), train_encoder=train_encoder)
+    report_saved("autoencoder" if train_encoder else "fine-tuned autoencoder", train(task, settings))
     return 0

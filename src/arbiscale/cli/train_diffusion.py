@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from accelerate.utils import set_seed
-
+from ..choices import OBJECTIVE_NAMES
 from ..errors import UserError
 from ..presets import Preset, get_preset
-from ..sampling.schedulers import OBJECTIVES
 from .train import (
     add_data_options,
     add_run_options,
@@ -48,7 +46,7 @@ def register_ldm(stages: argparse._SubParsersAction) -> None:
     add_run_options(parser, default_steps=50000)
     add_crop_options(parser)
     parser.add_argument(
-        "--objective", choices=tuple(OBJECTIVES), default="v-zero-snr",
+        "--objective", choices=OBJECTIVE_NAMES, default="v-zero-snr",
         help="what the denoiser predicts: v-zero-snr (v on a zero-terminal-SNR schedule: correct from pure noise; "
         "default) or epsilon (the paper's)",
     )
@@ -101,10 +99,12 @@ def _datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_fa
 
 
 def run_ldm(args: argparse.Namespace) -> int:
+    from accelerate.utils import set_seed
+
     from ..models.autoencoder import ImplicitAutoencoder
     from ..models.loading import load_component
     from ..models.unet import LatentDenoiser
-    from ..sampling.schedulers import make_scheduler
+    from ..sampling.schedulers import OBJECTIVES, make_scheduler
     from ..training.diffusion import LatentDiffusionTask, latent_scale_of, residual_scale_of
     from ..training.loop import train
 
@@ -130,6 +130,8 @@ def run_ldm(args: argparse.Namespace) -> int:
 
 
 def run_align(args: argparse.Namespace) -> int:
+    from accelerate.utils import set_seed
+
     from ..pipelines import load_pipeline
     from ..training.diffusion import AlignmentTask
     from ..training.loop import train

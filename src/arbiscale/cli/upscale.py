@@ -6,7 +6,9 @@ in an input folder keep their sub-folder under OUT. OUT is a single file when it
 extension (one input file, one sample). Existing outputs are refused unless --overwrite (replace)
 or --skip-existing (keep them, upscale the rest). In a run over several images a bad file is
 reported and skipped, and the exit status is 1 if any failed. Scales below 1 are refused: this
-command makes images larger.
+command makes images larger. Under `accelerate launch --num_processes N -m arbiscale.cli.main upscale ...`
+(GPUs, nodes, or CPU processes with ACCELERATE_USE_CPU=1) each process upscales every N-th input:
+the same files as one process, each written once.
 """
 
 from __future__ import annotations
@@ -14,39 +16,29 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image
-
-from ..data.images import (
-    IMAGE_EXTENSIONS,
-    image_to_tensor,
-    list_images,
-    load_image_with_alpha,
-    save_image,
-    tensor_to_image,
-)
 from ..errors import UserError
-from ..geometry import format_size
-from ..pipelines.memory import parse_memory
-from ..pipelines.upscale import UpscalePipeline
-from ..sampling.sizes import output_size
 from .inference_options import (
     UPSCALE_SAMPLING,
     add_inference_options,
     add_upscale_options,
     check_side_limit,
-    device_and_dtype,
     generators,
     int_at_least,
-    load_pipeline,
+    load_sr_model,
     max_side,
     parse_seed,
     positive_float,
+    process_state,
     refuse_existing,
     sampling_settings,
     size_option,
     upscale_settings,
 )
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 
@@ -82,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
     """(image path, its output sub-folder) for every input file and every image inside an input folder."""
+    from ..data.images import list_images
+
     found = []
     for text in inputs:
         path = Path(text)
@@ -96,6 +90,8 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
 
 def plan_outputs(args: argparse.Namespace, inputs: list[tuple[Path, Path]], num_samples: int, seed: int, tag: str) -> list[list[Path]]:
     """The output paths of every input (one per sample), refusing collisions and existing files up front."""
+    from ..data.images import IMAGE_EXTENSIONS
+
     target = Path(args.output)
     if target.suffix.lower() in IMAGE_EXTENSIONS:
         if len(inputs) != 1 or num_samples != 1:
@@ -114,6 +110,8 @@ def plan_outputs(args: argparse.Namespace, inputs: list[tuple[Path, Path]], num_
 
 def with_alpha(image: Image.Image, alpha: Image.Image | None, suffix: str) -> Image.Image:
     """Re-attach the input's transparency, upscaled; formats without alpha get it composited on white."""
+    from PIL import Image
+
     if alpha is None:
         return image
     alpha = alpha.resize(image.size, Image.Resampling.BICUBIC)
@@ -126,6 +124,12 @@ def with_alpha(image: Image.Image, alpha: Image.Image | None, suffix: str) -> Im
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.images import image_to_tensor, load_image_with_alpha, save_image, tensor_to_image
+    from ..geometry import format_size
+    from ..models.liif import LIIF
+    from ..pipelines.memory import parse_memory
+    from ..sampling.sizes import output_size
+
     if (args.scale is None) == (args.size is None):
         raise UserError("give exactly one of -s/--scale or --size")
     scale = positive_float(args.scale, "--scale") if args.scale is not None else None
@@ -144,11 +148,18 @@ def run(args: argparse.Namespace) -> int:
         max_memory=parse_memory(args.max_memory) if args.max_memory is not None else None,
     )
     seed = parse_seed(args)
-    _, dtype = device_and_dtype(args)
+    state, device, dtype = process_state(args)
     inputs = collect_inputs(args.inputs)
     tag = f"x{scale:g}" if scale is not None else format_size(size)
     plan = plan_outputs(args, inputs, num_samples, seed, tag)
-    pipe = load_pipeline(UpscalePipeline, args)
+    # Several processes (accelerate launch): each takes every N-th input, so every output is written once.
+    inputs, plan = inputs[state.process_index :: state.num_processes], plan[state.process_index :: state.num_processes]
+    pipe = load_sr_model(args.model, device)
+    regression = isinstance(pipe, LIIF)
+    if regression and num_samples > 1:
+        raise UserError(f"--model {args.model} is a LIIF model, which gives one output per input: drop --num-samples")
+    if not regression:
+        pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
     failures = 0
     for (path, _), outputs in zip(inputs, plan):
         if args.skip_existing and all(output.exists() for output in outputs):
@@ -158,11 +169,14 @@ def run(args: argparse.Namespace) -> int:
             rgb, alpha = load_image_with_alpha(path)
             out_size = output_size((rgb.height, rgb.width), scale, size)
             check_side_limit(out_size, limit)
-            result = pipe(
-                image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),
-                num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **tiling, **settings,
-            )
-            for image, output in zip(result.images, outputs):
+            if regression:
+                images = pipe.upscale(image_to_tensor(rgb).unsqueeze(0).to(device), out_size)
+            else:
+                images = pipe(
+                    image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),
+                    num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **tiling, **settings,
+                ).images
+            for image, output in zip(images, outputs):
                 if args.skip_existing and output.exists():
                     continue
                 save_image(with_alpha(tensor_to_image(image), alpha, output.suffix), output, overwrite=args.overwrite)

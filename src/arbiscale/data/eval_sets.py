@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
+from ..choices import EVAL_LAYOUTS as LAYOUTS
 from ..errors import UserError
 from ..geometry import format_size, scaled_size
 from ..metrics import synthesize_lr
 from .images import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_image
 
-LAYOUTS = ("folder", "div2k", "benchmark", "split")
 LR_FILE_SOURCE = "file"
 
 _DIV2K_HR = "DIV2K_valid_HR"

@@ -25,6 +25,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
+from ..choices import SR_BASELINES as BASELINES
 from ..data.eval_sets import LR_FILE_SOURCE, EvalPair, EvalSet, load_hr, make_pair
 from ..data.images import save_image
 from ..errors import UserError
@@ -45,7 +46,6 @@ from .report import (
 
 OURS = "ours"
 LIIF_METHOD = "liif"
-BASELINES = ("bicubic", "nearest")
 # (key, table title); LPIPS and diversity appear only when they were computed.
 METRICS = (
     ("psnr", "PSNR (dB)"),

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 
 import torch
 
+from ..choices import SELF_SSIM_MEASURES
 from ..errors import UserError
 from .color import to_unit
 from .psnr_ssim import ms_ssim, ssim
 from .resize import resize
-
-SELF_SSIM_MEASURES = ("ssim", "ms-ssim")
 
 
 def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, method: str = "matlab") -> torch.Tensor:

@@ -17,16 +17,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..choices import METRIC_PROTOCOLS as _PROTOCOLS
+from ..choices import RESIZE_METHODS
 from ..errors import UserError
 from .psnr_ssim import psnr, ssim
-from .resize import RESIZE_METHODS
 
-# name -> (channel, extra shave added to ceil(scale), or None for no shave at all)
-_PROTOCOLS: dict[str, tuple[str, int | None]] = {
-    "liif-benchmark": ("y", 0),
-    "liif-div2k": ("rgb", 6),
-    "paper": ("rgb", None),
-}
 PROTOCOLS = tuple(_PROTOCOLS)
 
 

@@ -16,10 +16,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..choices import RESIZE_METHODS
 from ..errors import UserError
 from .color import quantize_8bit
-
-RESIZE_METHODS = ("matlab", "pil")
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Networks: the encoder + implicit neural decoder, and the latent UNet."""
 
 from .autoencoder import ImplicitAutoencoder, LatentFeatureDecoder
-from .implicit_head import ImplicitHead, neighbour_weights
+from .implicit_head import ImplicitHead
 from .loading import load_component
 from .unet import LatentDenoiser, measure_latent_scale
 
@@ -12,5 +12,4 @@ __all__ = [
     "LatentFeatureDecoder",
     "load_component",
     "measure_latent_scale",
-    "neighbour_weights",
 ]

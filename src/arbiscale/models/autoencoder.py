@@ -94,6 +94,7 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         cell_decode: bool = True,
         use_feature_decoder: bool = True,
         latent_skip: bool = False,
+        head_blend: str = "outputs",
     ) -> None:
         super().__init__()
         block_channels = [base_channels * m for m in channel_mult]
@@ -116,7 +117,7 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
             else nn.Identity()
         )
         head_channels = self.feature_decoder.out_channels if use_feature_decoder else latent_channels
-        self.head = ImplicitHead(head_channels, tuple(head_hidden), image_channels, local_ensemble, feature_unfold, cell_decode)
+        self.head = ImplicitHead(head_channels, tuple(head_hidden), image_channels, local_ensemble, feature_unfold, cell_decode, head_blend)
 
     @property
     def downsample_factor(self) -> int:
@@ -131,13 +132,10 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         mean, logvar = moments.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
-    def encode(self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images (B, 3, H, W), H and W multiples of the downsample factor -> latent (B, z, H/f, W/f)."""
-        mean, logvar = self.posterior(images)
-        if not sample or logvar is None:
-            return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + (0.5 * logvar).exp() * noise
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W), H and W multiples of the downsample factor -> latent (B, z, H/f, W/f):
+        the posterior's mean (training samples around it, `training.autoencoder`)."""
+        return self.posterior(images)[0]
 
     def decode_at(self, latent: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Values (B, Q, 3) of the image the latent describes, at coordinates (B, Q, 2) with cells."""
@@ -151,6 +149,16 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         beyond the image itself is bounded by `chunk_size` and does not grow with (H, W)."""
         return self.head.render_image(self.feature_decoder(latent), size, chunk_size, out)
 
-    def forward(self, images: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        """Reconstruct the images at the given query coordinates (training path)."""
-        return self.decode_at(self.encode(images), coord, cell)
+
+def with_head_blend(autoencoder: ImplicitAutoencoder, blend: str) -> ImplicitAutoencoder:
+    """A copy of `autoencoder` whose head blends its ensemble by `blend` (`implicit_head.BLENDS`),
+    with every weight carried over; the "first-layer" head's phase term starts at zero, so the copy
+    starts as the blended version of the original and is then fine-tuned (`train decoder`)."""
+    config = {key: value for key, value in autoencoder.config.items() if not key.startswith("_")}
+    converted = ImplicitAutoencoder(**{**config, "head_blend": blend})
+    missing, unexpected = converted.load_state_dict(autoencoder.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"converting to head_blend={blend!r} would drop trained weights ({', '.join(unexpected)})")
+    if any(not key.startswith("head.phase_proj.") for key in missing):
+        raise ValueError(f"weights missing after converting to head_blend={blend!r}: {', '.join(missing)}")
+    return converted.to(next(autoencoder.parameters()).device)

@@ -4,6 +4,15 @@ The first MLP layer acts on [feature, relative offset, cell]; it is split into a
 projection, computed once per latent cell, and a small geometry projection per query, which
 is the same function as LIIF's single linear layer over the concatenation, at a fraction of
 the cost when many queries share a cell.
+
+Two ways to blend the local ensemble's four neighbouring cells (`blend`):
+- "outputs" (LIIF, the paper): each neighbour runs the whole MLP on its own relative offset and
+  the predictions are blended by area;
+- "first-layer": the first layer is linear, so the neighbours' first-layer pre-activations are
+  blended instead and the hidden layers run once per query (about 4x less work). The blended
+  offsets cancel (bilinear weights reproduce the position), so the query's position inside its
+  cell enters through a periodic phase term, sin/cos(2 pi k position / cell) for k = 1, 2,
+  continuous across cell borders.
 """
 
 from __future__ import annotations
@@ -12,11 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import HEAD_BLENDS as BLENDS
 from ..geometry import cell_size, pixel_centres
 
 # MLP rows (queries x ensemble neighbours) per step: 16384 x 128 float32 activations fit the L2/L3
 # caches; measured fastest on CPU in benchmarks/decoder_throughput.py.
 CACHE_ROWS = 16384
+# Harmonics of the in-cell phase term of the "first-layer" blend: sin/cos(2 pi k position), k = 1..
+PHASE_HARMONICS = 2
 
 
 def axis_neighbours(coord: torch.Tensor, length: int, local_ensemble: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -37,13 +49,6 @@ def axis_neighbours(coord: torch.Tensor, length: int, local_ensemble: bool) -> t
     return [lower_index, upper_index], [1 - frac, frac]
 
 
-def neighbour_weights(coord: torch.Tensor, feature_size: tuple[int, int], local_ensemble: bool = True) -> torch.Tensor:
-    """(..., K) blend weights of the K neighbouring cells of each (y, x) coordinate."""
-    _, weights_y = axis_neighbours(coord[..., 0], feature_size[0], local_ensemble)
-    _, weights_x = axis_neighbours(coord[..., 1], feature_size[1], local_ensemble)
-    return torch.stack([wy * wx for wy in weights_y for wx in weights_x], dim=-1)
-
-
 class ImplicitHead(nn.Module):
     """f_theta: an MLP over (nearby latent feature, relative offset, output cell size)."""
 
@@ -55,14 +60,22 @@ class ImplicitHead(nn.Module):
         local_ensemble: bool = True,
         feature_unfold: bool = False,
         cell_decode: bool = True,
+        blend: str = "outputs",
     ) -> None:
         super().__init__()
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+        self.blend = blend
         self.local_ensemble = local_ensemble
         self.feature_unfold = feature_unfold
         self.cell_decode = cell_decode
         feature_dim = in_channels * (9 if feature_unfold else 1)
         self.feature_proj = nn.Conv2d(feature_dim, hidden_channels[0], kernel_size=1)
         self.geometry_proj = nn.Linear(4 if cell_decode else 2, hidden_channels[0], bias=False)
+        # Zero at first, so a head converted from "outputs" starts as that head's blended version.
+        self.phase_proj = nn.Linear(4 * PHASE_HARMONICS, hidden_channels[0], bias=False) if blend == "first-layer" else None
+        if self.phase_proj is not None:
+            nn.init.zeros_(self.phase_proj.weight)
         layers: list[nn.Module] = []
         widths = list(hidden_channels) + [out_channels]
         for width_in, width_out in zip(widths[:-1], widths[1:]):
@@ -106,15 +119,22 @@ class ImplicitHead(nn.Module):
         geometry = coord * grid_scale
         if self.cell_decode:
             geometry = torch.cat([geometry, cell * grid_scale], dim=-1)
+        rows_weight = weight.view(batch * num_queries, 1, -1)
         with torch.autocast(coord.device.type, enabled=False):
             per_query = geometry.reshape(batch * num_queries, -1) @ self.geometry_proj.weight.to(coord.dtype).t()
             state = projected.reshape(-1, projected.shape[-1]).index_select(0, flat).view(batch * num_queries, weight.shape[-1], -1)
-            state = torch.relu_(state.add_(per_query.unsqueeze(1)))
+            if self.phase_proj is not None:
+                state = torch.bmm(rows_weight, state).add_(per_query.unsqueeze(1))
+                state = state.add_((self.phase_features(coord * grid_scale) @ self.phase_proj.weight.t()).view_as(state))
+            else:
+                state = state.add_(per_query.unsqueeze(1))
+            state = torch.relu_(state)
         *body, last = self.mlp
         for layer in body[1:]:
             state = torch.relu_(state) if isinstance(layer, nn.ReLU) else layer(state)
-        blended = torch.bmm(weight.view(batch * num_queries, 1, -1).to(state.dtype), state)
-        return last(blended).view(batch, num_queries, -1)
+        if self.phase_proj is None:
+            state = torch.bmm(rows_weight.to(state.dtype), state)
+        return last(state).view(batch, num_queries, -1)
 
     def forward(self, features: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Render features (B, C, h, w) at coord (B, Q, 2); at most `chunk_size` queries per step.
@@ -137,10 +157,21 @@ class ImplicitHead(nn.Module):
         ]
         return torch.cat(pieces, dim=1)
 
+    @staticmethod
+    def phase_features(scaled_coord: torch.Tensor) -> torch.Tensor:
+        """(B, Q, 2) coordinates times the grid size -> (B*Q, 4 * PHASE_HARMONICS) sin/cos of the
+        position in cells: coord * size = 2 * position - size, so pi * k * that is 2 pi k position
+        up to a constant phase."""
+        angles = torch.cat([scaled_coord * (torch.pi * k) for k in range(1, PHASE_HARMONICS + 1)], dim=-1)
+        return torch.cat([angles.sin(), angles.cos()], dim=-1).reshape(-1, 4 * PHASE_HARMONICS)
+
     def queries_per_step(self, batch: int, num_queries: int, chunk_size: int | None, device: torch.device) -> int:
-        """Queries per MLP step: `chunk_size` (all when None), capped at CACHE_ROWS rows on the CPU."""
+        """Queries per MLP step: `chunk_size` (all when None), capped on the CPU at CACHE_ROWS gathered
+        neighbour rows (measured: the first-layer blend at 16384 queries a step ran at 0.20-0.26 MP/s,
+        at 4096 at 0.45, benchmarks/decoder_throughput.py)."""
         step = num_queries if chunk_size is None else chunk_size
         if device.type == "cpu":
+            # Both blends gather the K neighbours' first-layer rows; what must stay in cache is those.
             step = min(step, max(1, CACHE_ROWS // (batch * (4 if self.local_ensemble else 1))))
         return step
 

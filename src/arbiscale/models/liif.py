@@ -1,4 +1,4 @@
-"""The LIIF baseline (Chen et al. 2021): an EDSR-baseline encoder read by an implicit head.
+"""The LIIF baseline (Chen et al. 2021): an EDSR-baseline (or RDN) encoder read by an implicit head.
 
 A regression model: the same LR image and scale always give the same output, the conditional
 mean, which wins PSNR and loses sharpness at large scales. It uses the same `ImplicitHead` as our
@@ -42,6 +42,46 @@ class EDSREncoder(nn.Module):
         return features + self.body(features)
 
 
+class DenseBlock(nn.Module):
+    """RDN's residual dense block: each 3x3 conv + ReLU sees every earlier output; a 1x1 fuses them."""
+
+    def __init__(self, channels: int, growth: int, num_convs: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(channels + i * growth, growth, 3, padding=1) for i in range(num_convs))
+        self.fuse = nn.Conv2d(channels + num_convs * growth, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = x
+        for conv in self.convs:
+            features = torch.cat([features, torch.relu(conv(features))], dim=1)
+        return x + self.fuse(features)
+
+
+class RDNEncoder(nn.Module):
+    """RDN (Zhang et al. 2018) without its upsampler: shallow features, `num_blocks` dense blocks,
+    global fusion of all their outputs and a global skip; LIIF's strongest published encoder."""
+
+    def __init__(self, in_channels: int, channels: int, num_blocks: int, growth: int, num_convs: int) -> None:
+        super().__init__()
+        self.shallow1 = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.shallow2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(DenseBlock(channels, growth, num_convs) for _ in range(num_blocks))
+        self.global_fuse = nn.Conv2d(num_blocks * channels, channels, 1)
+        self.global_conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        shallow = self.shallow1(images)
+        x = self.shallow2(shallow)
+        outputs = []
+        for block in self.blocks:
+            x = block(x)
+            outputs.append(x)
+        return self.global_conv(self.global_fuse(torch.cat(outputs, dim=1))) + shallow
+
+
+ENCODERS = ("edsr-baseline", "rdn")
+
+
 class LIIF(ModelMixin, ConfigMixin):
     """LR images (B, 3, h, w) in [-1, 1] -> values at any continuous coordinates, any output size."""
 
@@ -58,9 +98,20 @@ class LIIF(ModelMixin, ConfigMixin):
         local_ensemble: bool = True,
         feature_unfold: bool = True,
         cell_decode: bool = True,
+        encoder_type: str = "edsr-baseline",
+        rdn_growth: int = 64,
+        rdn_convs: int = 8,
     ) -> None:
+        """`encoder_type`: "edsr-baseline" (`num_blocks` ResBlocks) or "rdn" (`num_blocks` dense blocks of
+        `rdn_convs` convs growing by `rdn_growth` channels; LIIF's RDN-LIIF: 16, 8, 64)."""
         super().__init__()
-        self.encoder = EDSREncoder(image_channels, channels, num_blocks, res_scale)
+        if encoder_type not in ENCODERS:
+            raise ValueError(f"encoder_type must be one of {', '.join(ENCODERS)}, got {encoder_type!r}")
+        self.encoder = (
+            EDSREncoder(image_channels, channels, num_blocks, res_scale)
+            if encoder_type == "edsr-baseline"
+            else RDNEncoder(image_channels, channels, num_blocks, rdn_growth, rdn_convs)
+        )
         self.head = ImplicitHead(channels, tuple(head_hidden), image_channels, local_ensemble, feature_unfold, cell_decode)
 
     def encode(self, lr_images: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,15 @@ from PIL import Image
 
 from ..data.images import tensor_to_image
 from ..errors import CheckpointMismatchError, UserError
+from ..manifest import manifest_problem
 from ..models.autoencoder import ImplicitAutoencoder
 from ..models.loading import load_component
 from ..models.unet import LatentDenoiser
 from ..sampling.schedulers import SAMPLERS, make_scheduler, training_schedule_of
 
-SCHEDULER_CLASSES = {scheduler_class.__name__: scheduler_class for scheduler_class, _ in SAMPLERS.values()}
+# Saved schedulers by class name: every sampler's, and the diffusers classes they extend (a folder saved with
+# diffusers' own DDIMScheduler loads as the NaN-safe one).
+SCHEDULER_CLASSES = {cls.__name__: cls for cls, _ in SAMPLERS.values()} | {"DDIMScheduler": SAMPLERS["ddim"][0]}
 
 
 def bundled_model_dir(name: str) -> Path:
@@ -65,6 +68,8 @@ class LatentImplicitPipeline(DiffusionPipeline):
             path = bundled_model_dir(cls.bundled_name)
             if not (path / "model_index.json").is_file():
                 raise UserError(f"no bundled model is installed (expected {path}): pass the folder of a saved model")
+            if (problem := manifest_problem(path)) is not None:
+                raise CheckpointMismatchError(f"the bundled model in {path} is damaged ({problem}): reinstall arbiscale")
         path = Path(path)
         index_file = path / "model_index.json"
         if not index_file.is_file():

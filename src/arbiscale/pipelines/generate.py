@@ -13,9 +13,11 @@ from diffusers.utils import BaseOutput
 from PIL import Image
 
 from ..errors import UserError
+from ..geometry import format_size
 from ..sampling.sample import Generator, sample_latents
 from ..sampling.sizes import check_latent_size, check_output_size
 from .base import LatentImplicitPipeline, images_to_pil
+from .memory import FLOAT, check_free, unet_bytes
 
 
 @dataclass
@@ -63,6 +65,11 @@ class GenerationPipeline(LatentImplicitPipeline):
             tuple(self.denoiser.config.sample_size) if latent_size is None else tuple(latent_size), self.denoiser.size_multiple
         )
         shape = (num_images, self.denoiser.config.latent_channels, *latent_hw)
+        rendered = max(FLOAT * 3 * num_images * height * width for height, width in sizes)
+        check_free(
+            unet_bytes(self.denoiser, latent_hw[0] * latent_hw[1], num_images) + rendered, self.device,
+            f"sampling {num_images} latent(s) of {format_size(latent_hw)}", "lower the latent size or the number of images sampled together",
+        )
         latent_scale = self.denoiser.config.latent_scale
         scheduler = self.make_sampler(sampler)
         with self.precision(autocast_dtype):

@@ -67,6 +67,13 @@ def available_memory(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def check_free(need: int, device: torch.device, what: str, remedy: str) -> None:
+    """A one-line UserError, before anything is allocated, when `need` bytes exceed the free memory."""
+    free = available_memory(device)
+    if need > free:
+        raise UserError(f"{what} needs about {readable(need)} of memory and {readable(free)} is free: {remedy}")
+
+
 def unet_bytes(denoiser: LatentDenoiser, cells: int, batch: int) -> int:
     """Peak bytes of one denoiser call on `batch` latents of `cells` cells each."""
     config = denoiser.unet.config

@@ -29,6 +29,7 @@ import torch
 from diffusers.utils import BaseOutput
 from PIL import Image
 
+from ..choices import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING, PAPER_SAMPLING  # noqa: F401  (re-exported: the pipeline's defaults)
 from ..data.images import image_to_tensor, resize
 from ..errors import UserError
 from ..sampling.sample import Generator, sample_latents
@@ -36,16 +37,8 @@ from ..sampling.sizes import check_latent_size, output_size, working_latent_size
 from ..sampling.tiling import TiledDenoiser
 from .base import LatentImplicitPipeline, images_to_pil
 from .consistency import enforce_low_res_consistency
-from .memory import TilePlan, available_memory, parse_memory, plan_tiles
+from .memory import TilePlan, available_memory, parse_memory, plan_tiles, readable
 from .tiled_decode import tiled_decode, tiled_encode
-
-# The paper's sampling: DDIM, 200 steps, eta 1, from pure noise, no consistency step.
-# `pipe(image, scale=4, **PAPER_SAMPLING)` runs it.
-PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0, strength=1.0, lr_consistency=False)
-# The defaults of `UpscalePipeline.__call__` and of `arbiscale upscale`, chosen on the bundled model's
-# validation photos (MODEL_CARD.md, "How the defaults were chosen"); eta applies to ddim only.
-DEFAULT_SAMPLING = dict(sampler="ddim", num_inference_steps=20, strength=1.0, lr_consistency=True)
-DEFAULT_DDIM_ETA = 1.0
 
 # The default cap on the sampled latent's longer side, in multiples of the training latent side:
 # the UNet is convolutional and runs beyond its training size, but its cost grows with the area.
@@ -153,6 +146,11 @@ class UpscalePipeline(LatentImplicitPipeline):
         tiled = tile_size is not None or max_memory is not None
         out_size, latent_hw = self.working_size(tuple(low_res.shape[-2:]), scale, size, latent_size, max_latent_side, tiled)
         budget = parse_memory(max_memory) if max_memory is not None else available_memory(self.device)
+        if max_memory is not None and budget > available_memory(self.device):
+            raise UserError(
+                f"the memory budget {readable(budget)} is more than the {readable(available_memory(self.device))} free here: "
+                "give at most that, or no budget (the free memory is the default)"
+            )
         plan = plan_tiles(
             self.autoencoder, self.denoiser, low_res.shape[0] * num_samples, latent_hw, out_size, budget,
             tile_size, tile_overlap, self.default_max_latent_side(), decode_chunk,

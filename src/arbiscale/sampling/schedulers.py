@@ -10,6 +10,7 @@ predicted clean sample: latents are not bounded to [-1, 1].
 
 from __future__ import annotations
 
+import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
@@ -25,11 +26,22 @@ OBJECTIVES: dict[str, dict] = {
     "v-zero-snr": dict(prediction_type="v_prediction", rescale_betas_zero_snr=True),
 }
 
+class SafeDDIMScheduler(DDIMScheduler):
+    """DDIM whose eta noise never exceeds what the step allows. From t = T of a zero-terminal-SNR
+    schedule (alpha_T = 0) with eta = 1, sigma_t^2 equals 1 - alpha_prev exactly, and float rounding
+    made diffusers' sqrt(1 - alpha_prev - sigma_t^2) NaN at some step counts (3 and 5 of 1000)."""
+
+    def _get_variance(self, timestep: int, prev_timestep: int) -> torch.Tensor:
+        variance = super()._get_variance(timestep, prev_timestep)
+        alpha_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
+        return torch.minimum(variance, (1 - alpha_prev) * (1 - 1e-6))
+
+
 # Sampler settings on top of the schedule. "trailing" spacing starts DDPM/DDIM at t = T - 1 (pure
 # noise) at any step count, and DDIM's last step lands on alpha = 1, returning its clean estimate.
 SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "ddpm": (DDPMScheduler, dict(clip_sample=False, variance_type="fixed_small", timestep_spacing="trailing")),
-    "ddim": (DDIMScheduler, dict(clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")),
+    "ddim": (SafeDDIMScheduler, dict(clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")),
     "dpm-solver++": (DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2)),
     "unipc": (UniPCMultistepScheduler, dict(solver_order=2)),
 }

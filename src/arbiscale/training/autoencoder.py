@@ -3,7 +3,8 @@
 Loss: L1 between the decoder's values at random query points and the HR crop resized (antialiased)
 to s x the latent size, s ~ U[1, f]; with a Gaussian posterior, the latent is sampled and a small KL
 term (LDM's weight, 1e-6 on the KL summed over the latent) keeps its scale bounded.
-Validation: RGB PSNR of whole decodes of fixed crops at the crop's own size (1x) and at a
+The same stage with the encoder frozen fine-tunes the decoder alone (`train decoder`), e.g. into
+another head. Validation: RGB PSNR of whole decodes of fixed crops at the crop's own size (1x) and at a
 non-integer scale of the latent size, against the antialiased-resized crop.
 """
 
@@ -24,13 +25,25 @@ from .loop import TrainingTask
 
 
 class ReconstructionObjective(nn.Module):
-    """The autoencoder's training forward in one call (so DDP sees it): values at queries, and the KL or None."""
+    """The autoencoder's training forward in one call (so DDP sees it): values at queries, and the KL or None.
 
-    def __init__(self, autoencoder: ImplicitAutoencoder) -> None:
+    With `train_encoder=False` the encoder is frozen and only the implicit decoder learns, on the
+    encoder's mean latents: the latents, and every denoiser trained on them, stay valid.
+    """
+
+    def __init__(self, autoencoder: ImplicitAutoencoder, train_encoder: bool = True) -> None:
         super().__init__()
         self.autoencoder = autoencoder
+        self.train_encoder = train_encoder
+        if not train_encoder:
+            autoencoder.encoder.requires_grad_(False)
+            autoencoder.quant_conv.requires_grad_(False)
 
     def forward(self, images: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.train_encoder:
+            with torch.no_grad():
+                latent = self.autoencoder.encode(images)
+            return self.autoencoder.decode_at(latent, coord, cell), None
         mean, logvar = self.autoencoder.posterior(images)
         if logvar is None:
             return self.autoencoder.decode_at(mean, coord, cell), None
@@ -60,8 +73,9 @@ class AutoencoderTask(TrainingTask):
         validation_images: torch.Tensor,
         validation_scale: float | None = None,
         kl_weight: float = 1e-6,
+        train_encoder: bool = True,
     ) -> None:
-        self.model = ReconstructionObjective(autoencoder)
+        self.model = ReconstructionObjective(autoencoder, train_encoder)
         self.dataset = dataset
         self.validation_images = validation_images
         factor = autoencoder.downsample_factor

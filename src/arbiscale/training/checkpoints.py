@@ -9,16 +9,16 @@ missing, truncated or overwritten), and resuming then falls back to the previous
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
 
+from ..manifest import manifest_problem, write_json, write_manifest
+
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
-MANIFEST_FILE = "manifest.json"
 _NAME = re.compile(r"^step-(\d+)$")
 
 
@@ -40,43 +40,19 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(directory: Path, step: int) -> None:
+def write_checkpoint_manifest(directory: Path, step: int) -> None:
     """Record the step, then the size and sha256 of every file; the manifest goes last, so its presence means complete."""
     write_json(directory / STATE_FILE, {"step": step})
-    files = {
-        p.relative_to(directory).as_posix(): {"size": p.stat().st_size, "sha256": sha256_of(p)}
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != MANIFEST_FILE
-    }
-    write_json(directory / MANIFEST_FILE, {"files": files})
+    write_manifest(directory)
 
 
 def checkpoint_problem(directory: Path) -> str | None:
-    """Why a checkpoint cannot be trusted (missing manifest, missing, resized or altered file), or None if intact.
-    Manifests of earlier versions hold sizes only; those are checked by size."""
+    """Why a checkpoint cannot be trusted (missing manifest or step, missing, resized or altered file), or None if intact."""
     try:
-        files = json.loads((directory / MANIFEST_FILE).read_text())["files"]
         json.loads((directory / STATE_FILE).read_text())["step"]
-        expected = {name: entry if isinstance(entry, dict) else {"size": int(entry)} for name, entry in files.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        return f"unreadable {MANIFEST_FILE} or {STATE_FILE}: {type(error).__name__}"
-    for name, entry in expected.items():
-        path = directory / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != entry.get("size"):
-            return f"{name} is {path.stat().st_size} bytes, expected {entry.get('size')}"
-        if "sha256" in entry and sha256_of(path) != entry["sha256"]:
-            return f"{name} does not match its checksum"
-    return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable {STATE_FILE}: {type(error).__name__}"
+    return manifest_problem(directory)
 
 
 def checkpoint_step(directory: Path) -> int:
@@ -113,9 +89,3 @@ def prune(run_dir: Path, keep: int) -> None:
     root = Path(run_dir) / CHECKPOINTS
     for leftover in root.glob(".tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-
-
-def write_json(path: Path, data: dict) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=1))
-    os.replace(temp, path)

@@ -217,7 +217,7 @@ def _save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: i
     accelerator.save_state(str(temp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        checkpoints.write_manifest(temp, step)
+        checkpoints.write_checkpoint_manifest(temp, step)
         checkpoints.publish(temp, final)
         checkpoints.prune(run_dir, keep)
     accelerator.wait_for_everyone()

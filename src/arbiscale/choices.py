@@ -1,0 +1,37 @@
+"""The library's named choices and the upscaler's sampling defaults, in a module that imports nothing.
+
+The command line builds its parsers from these, so `arbiscale --help` and `arbiscale CMD --help`
+answer without loading torch; the modules that implement each choice import their list from here.
+"""
+
+from __future__ import annotations
+
+# `sampling.schedulers`: samplers by name, and the training objectives (noise-schedule variants).
+SAMPLER_NAMES = ("ddpm", "ddim", "dpm-solver++", "unipc")
+OBJECTIVE_NAMES = ("epsilon", "v-zero-snr")
+
+# `pipelines.upscale`: the defaults of `UpscalePipeline.__call__`, `arbiscale upscale` and `eval sr`, chosen
+# on the bundled model's validation photos (MODEL_CARD.md, "How the defaults were chosen"); eta applies to ddim only.
+DEFAULT_SAMPLING = dict(sampler="ddim", num_inference_steps=5, strength=1.0, lr_consistency=True)
+DEFAULT_DDIM_ETA = 1.0
+# The paper's sampling: DDIM, 200 steps, eta 1, from pure noise, no consistency step.
+# `pipe(image, scale=4, **PAPER_SAMPLING)` runs it.
+PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0, strength=1.0, lr_consistency=False)
+
+# `models.implicit_head`: how the local ensemble's neighbours are blended.
+HEAD_BLENDS = ("outputs", "first-layer")
+
+# `metrics.protocols`: name -> (channel, shave beyond ceil(scale), or None for no shave).
+METRIC_PROTOCOLS: dict[str, tuple[str, int | None]] = {
+    "liif-benchmark": ("y", 0),
+    "liif-div2k": ("rgb", 6),
+    "paper": ("rgb", None),
+}
+# `metrics.resize`: bicubic conventions for synthesising low-resolution inputs.
+RESIZE_METHODS = ("matlab", "pil")
+# `metrics.consistency`: measures for SelfSSIM.
+SELF_SSIM_MEASURES = ("ssim", "ms-ssim")
+# `data.eval_sets`: layouts of an evaluation folder.
+EVAL_LAYOUTS = ("folder", "div2k", "benchmark", "split")
+# `evaluation.sr`: baselines scored beside the model.
+SR_BASELINES = ("bicubic", "nearest")

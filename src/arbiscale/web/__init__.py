@@ -1,0 +1,1 @@
+"""The local web app (`arbiscale serve`); needs the `web` extra (Gradio)."""

@@ -263,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if not eval_set.images:
         raise UserError(f"no images to evaluate in {args.data}")
     lpips = load_lpips(None, None)
-    args.no_progress = True
-    pipe = load_pipeline(UpscalePipeline, args)
+    pipe = load_pipeline(UpscalePipeline, args.model, device, progress=False)
     timed = TimedPipeline(pipe)
     header = {
         "benchmark": "sampler_quality",

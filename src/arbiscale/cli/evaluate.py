@@ -25,6 +25,7 @@ from .inference_options import (
     UPSCALE_SAMPLING,
     add_upscale_options,
     int_at_least,
+    load_pipeline,
     load_sr_model,
     parse_seed,
     positive_float,
@@ -134,12 +135,6 @@ def _setup(args: argparse.Namespace):
     state, device, dtype = process_state(args)
     _choice(args.resize, RESIZE_METHODS, "--resize")
     return state, device, dtype, sampling_settings(args), parse_seed(args)
-
-
-def _load(pipeline_class, folder: str, device):
-    pipe = pipeline_class.from_pretrained(folder).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def _sampler_header(settings: dict, used: bool, pipeline_class) -> dict:
@@ -252,7 +247,7 @@ def run_gen(args: argparse.Namespace) -> int:
     extractor = load_feature_extractor(args.inception)
     if isinstance(extractor, FeatureExtractor):
         extractor = extractor.to(device)
-    pipe = _load(GenerationPipeline, args.model, device)
+    pipe = load_pipeline(GenerationPipeline, args.model, device, progress=False)
     evaluated = evaluate_gen(pipe, config, extractor, reference, state, device, progress=not args.no_progress)
     if evaluated is None:
         return 0

@@ -17,6 +17,7 @@ from .inference_options import (
     check_side_limit,
     generators,
     int_at_least,
+    load_pipeline,
     max_side,
     parse_seed,
     process_state,
@@ -65,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     names = [[folder / f"seed{seed + i}_{format_size(size)}.png" for size in sizes] for i in range(num)]
     refuse_existing(args, [path for paths in names for path in paths])
     noise = generators(seed, num)  # image i is drawn with seed + i alone, whatever the batch or process
-    pipe = GenerationPipeline.from_pretrained(args.model).to(device)
-    pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
+    pipe = load_pipeline(GenerationPipeline, args.model, device, progress=not args.no_progress)
     # Several processes (accelerate launch): each makes every N-th image, so every file is written once.
     mine = list(range(num))[state.process_index :: state.num_processes]
     for start in range(0, len(mine), batch_size):

@@ -177,18 +177,17 @@ def process_state(args: argparse.Namespace):
     return state, state.device if args.device == "auto" else chosen, dtype
 
 
-def load_pipeline(pipeline_class: type[LatentImplicitPipeline], args: argparse.Namespace) -> LatentImplicitPipeline:
-    """The pipeline from --model, or the one bundled with the package."""
-    device, _ = device_and_dtype(args)
-    pipe = pipeline_class.from_pretrained(args.model).to(device)
-    pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
+def load_pipeline(pipeline_class: type[LatentImplicitPipeline], folder: str | None, device, progress: bool) -> LatentImplicitPipeline:
+    """The pipeline saved in `folder` (None: the one bundled with the package) on `device`."""
+    pipe = pipeline_class.from_pretrained(folder).to(device)
+    pipe.set_progress_bar_config(disable=not progress, leave=False)
     return pipe
 
 
-def load_sr_model(folder: str | None, device):
+def load_sr_model(folder: str | None, device, progress: bool = False):
     """An upsampler folder, told apart by its files: an UpscalePipeline has model_index.json, a LIIF
     model a config.json that names the LIIF class (what save_pretrained and `convert liif` write).
-    None: the bundled UpscalePipeline."""
+    None: the bundled UpscalePipeline. `progress`: the pipeline's sampling progress bar."""
     import json
 
     from ..models.liif import LIIF
@@ -197,9 +196,7 @@ def load_sr_model(folder: str | None, device):
 
     path = Path(folder) if folder is not None else None
     if path is None or (path / "model_index.json").is_file():
-        pipe = UpscalePipeline.from_pretrained(folder).to(device)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return load_pipeline(UpscalePipeline, folder, device, progress)
     try:
         class_name = json.loads((path / LIIF.config_name).read_text(encoding="utf-8")).get("_class_name")
     except (OSError, ValueError, AttributeError):

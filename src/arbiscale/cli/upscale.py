@@ -154,12 +154,10 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_outputs(args, inputs, num_samples, seed, tag)
     # Several processes (accelerate launch): each takes every N-th input, so every output is written once.
     inputs, plan = inputs[state.process_index :: state.num_processes], plan[state.process_index :: state.num_processes]
-    pipe = load_sr_model(args.model, device)
+    pipe = load_sr_model(args.model, device, progress=not args.no_progress)
     regression = isinstance(pipe, LIIF)
     if regression and num_samples > 1:
         raise UserError(f"--model {args.model} is a LIIF model, which gives one output per input: drop --num-samples")
-    if not regression:
-        pipe.set_progress_bar_config(disable=args.no_progress, leave=False)
     failures = 0
     for (path, _), outputs in zip(inputs, plan):
         if args.skip_existing and all(output.exists() for output in outputs):

@@ -65,7 +65,6 @@ class ImplicitHead(nn.Module):
         super().__init__()
         if blend not in BLENDS:
             raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
-        self.blend = blend
         self.local_ensemble = local_ensemble
         self.feature_unfold = feature_unfold
         self.cell_decode = cell_decode

@@ -145,10 +145,11 @@ class UpscalePipeline(LatentImplicitPipeline):
         low_res = self.as_batch(images)
         tiled = tile_size is not None or max_memory is not None
         out_size, latent_hw = self.working_size(tuple(low_res.shape[-2:]), scale, size, latent_size, max_latent_side, tiled)
-        budget = parse_memory(max_memory) if max_memory is not None else available_memory(self.device)
-        if max_memory is not None and budget > available_memory(self.device):
+        free = available_memory(self.device)
+        budget = parse_memory(max_memory) if max_memory is not None else free
+        if budget > free:
             raise UserError(
-                f"the memory budget {readable(budget)} is more than the {readable(available_memory(self.device))} free here: "
+                f"the memory budget {readable(budget)} is more than the {readable(free)} free here: "
                 "give at most that, or no budget (the free memory is the default)"
             )
         plan = plan_tiles(

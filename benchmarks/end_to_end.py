@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from skimage import data
 
+from arbiscale.baselines.idm import IDMStyleSR
 from arbiscale.data.images import resize
 from arbiscale.evaluation.report import write_text
 from arbiscale.geometry import parse_size, scaled_size
 from arbiscale.models.autoencoder import ImplicitAutoencoder
-from arbiscale.models.idm import IDMStyleSR
 from arbiscale.models.unet import LatentDenoiser
 from arbiscale.pipelines import UpscalePipeline
 from arbiscale.presets import get_preset

@@ -15,8 +15,9 @@ is flattened on `--background`. The split is fixed by the name alone (sha256 of 
 
 Output: `OUT/<size>/<name>.png` (RGB PNG), `OUT/<size>/train.txt` and `val.txt` (file names relative to that
 folder, for `arbiscale train --data OUT/<size> --split OUT/<size>/train.txt`), `OUT/manifest.json` (package,
-version, licence, author, sizes, background, per-icon split), and the package's licence texts in
-`OUT/licences/`. Rerunning with the same inputs writes the same bytes; a non-empty OUT without a manifest is refused.
+version, licence, author, sizes, background, per-icon split), the package's licence texts in
+`OUT/licences/`, and `OUT/NOTICE.md` (the attribution, to ship with models trained on the set).
+Rerunning with the same inputs writes the same bytes; a non-empty OUT without a manifest is refused.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from arbiscale.data.images import write_atomic
 from arbiscale.errors import UserError
 
 MANIFEST = "manifest.json"
+NOTICE = "NOTICE.md"
 
 
 def fetch_package(package: str, workdir: Path) -> Path:
@@ -159,7 +161,24 @@ def build(args: argparse.Namespace) -> Path:
         "icons": {name: {"split": splits[name]} for name in chosen},
     }
     write_if_changed(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_if_changed(out / NOTICE, notice(manifest).encode())
     return out
+
+
+def notice(manifest: dict) -> str:
+    """The attribution that travels with the renders and with models trained on them (NOTICE.md)."""
+    def as_dict(field: object, key: str) -> dict:  # Iconify gives author and licence as objects or as plain strings
+        return field if isinstance(field, dict) else {key: str(field or "unknown")}
+
+    author, licence = as_dict(manifest["author"], "name"), as_dict(manifest["licence"], "title")
+    count = sum(manifest["counts"].values())
+    selection = f", names matching {manifest['match']!r}" if manifest["match"] else ""
+    return (
+        f"# Data notice\n\nImages rendered from {manifest['package']} {manifest['version']} ({manifest.get('homepage') or ''}): "
+        f"{count} icons{selection}, by {author.get('name', 'unknown')} ({author.get('url', '')}), licensed under "
+        f"{licence.get('title') or licence.get('spdx')} ({licence.get('url', '')}). Rendered with resvg, transparency "
+        f"flattened on {manifest['background']}.\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

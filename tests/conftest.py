@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,31 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         denoiser.set_latent_scale(50.0)
         pipeline_class(autoencoder, denoiser, make_scheduler("ddpm")).save_pretrained(root / task)
     return root
+
+
+SVGS = {
+    "ring.png": '<circle cx="8" cy="8" r="5" fill="none" stroke="#d02020" stroke-width="2"/>',
+    "face.png": '<circle cx="8" cy="8" r="7" fill="#f0c020"/><circle cx="5.5" cy="6" r="1.2" fill="#302010"/>'
+    '<circle cx="10.5" cy="6" r="1.2" fill="#302010"/><rect x="5" y="10" width="6" height="1.2" fill="#302010"/>',
+    "flag.png": '<rect x="2" y="3" width="12" height="4" fill="#2040c0"/><rect x="2" y="7" width="12" height="4" fill="#20a040"/>'
+    '<polygon points="2,3 8,7 2,11" fill="#ffffff"/>',
+}
+
+
+def render_set(root: Path, sides: tuple[int, ...]) -> Path:
+    """Exact resvg renders of the SVGS at every side, as scripts/build_vector_set.py lays them out."""
+    resvg_py = pytest.importorskip("resvg_py")
+    for side in sides:
+        (root / str(side)).mkdir(parents=True, exist_ok=True)
+        for name, body in SVGS.items():
+            svg = f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">{body}</svg>'
+            png = resvg_py.svg_to_bytes(svg_string=svg, width=side, height=side, background="#ffffff")
+            Image.open(io.BytesIO(bytes(png))).convert("RGB").save(root / str(side) / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_render_set():
+    """`make_render_set(root, sides)`: a small vector set (three SVGs rendered exactly at every side), as
+    scripts/build_vector_set.py lays one out; skips the test without resvg-py."""
+    return render_set

@@ -18,6 +18,20 @@ DEFAULT_DDIM_ETA = 1.0
 # `pipe(image, scale=4, **PAPER_SAMPLING)` runs it.
 PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0, strength=1.0, lr_consistency=False)
 
+# `data.crops`: the symmetries training crops are augmented with. Photos look right under all 8 of a square;
+# emoji, faces and text do not when turned or flipped upside down, so they take the left-right flip alone.
+AUGMENTATIONS = ("dihedral", "flip", "none")
+
+# `pipelines.generate`: DDIM's default eta for generation. Deterministic DDIM (eta 0) gave the bundled emoji
+# generator clean faces at 50 steps where eta 1 left blotches (MODEL_CARD.md, "Generation: how the defaults
+# were chosen"); the upscaler keeps eta 1 (DEFAULT_DDIM_ETA above).
+GENERATION_DDIM_ETA = 0.0
+
+# `pipelines`: the models shipped inside the package, name -> folder under arbiscale/weights; the first is the
+# default of `from_pretrained()` and of the command. MODEL_CARD.md says what each was trained on.
+BUNDLED_UPSCALERS = {"photos": "sr"}
+BUNDLED_GENERATORS = {"emoji": "gen-emoji", "landscapes": "gen"}
+
 # `models.implicit_head`: how the local ensemble's neighbours are blended.
 HEAD_BLENDS = ("outputs", "first-layer")
 

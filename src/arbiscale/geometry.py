@@ -1,4 +1,4 @@
-"""Coordinates, cells and output sizes: the conventions every other module shares.
+"""Coordinates, cells, output sizes and the clamped antialiased resize: the conventions every other module shares.
 
 Pixel centres live in [-1, 1], rows first: a coordinate is (y, x) and a size is (H, W).
 """
@@ -8,6 +8,9 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+
+from .errors import UserError
 
 
 def pixel_centres(length: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -59,3 +62,26 @@ def parse_size(text: str) -> tuple[int, int]:
 def format_size(size: tuple[int, int]) -> str:
     """(H, W) -> 'WxH', the form of `parse_size`, for file names and messages."""
     return f"{size[1]}x{size[0]}"
+
+
+def check_output_size(size: tuple[int, int]) -> tuple[int, int]:
+    """An explicit (H, W), refused unless it is two positive whole numbers."""
+    if len(size) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side <= 0 for side in size):
+        raise UserError(f"output size must be two positive whole numbers (H, W), got {tuple(size)}")
+    return int(size[0]), int(size[1])
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bicubic resize of (3, H, W) or (B, 3, H, W) to (H', W'), clamped to [-1, 1].
+
+    Antialiasing matters when shrinking: it is what a camera or PIL would produce, so targets and LR
+    inputs made here carry no aliasing the model would have to learn.
+    """
+    batched = images.dim() == 4
+    batch = images if batched else images.unsqueeze(0)
+    if tuple(batch.shape[-2:]) == tuple(size):
+        return images
+    dtype = batch.dtype
+    out = F.interpolate(batch.float(), size=tuple(size), mode="bicubic", antialias=True, align_corners=False)
+    out = out.clamp(-1, 1).to(dtype)
+    return out if batched else out[0]

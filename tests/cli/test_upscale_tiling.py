@@ -67,3 +67,20 @@ def test_dtype_defaults_to_fp32_on_the_cpu():
     args = argparse.Namespace(device="cpu", dtype="auto")
     assert device_and_dtype(args) == (torch.device("cpu"), torch.float32)
     assert device_and_dtype(argparse.Namespace(device="cpu", dtype="bf16"))[1] == torch.bfloat16
+
+
+@pytest.mark.parametrize("encoder_type", ["edsr-baseline", "rdn"])
+def test_a_liif_model_upscales_in_encoder_tiles_to_the_same_image(tmp_path, encoder_type):
+    """LIIF's own code runs its encoder on the whole input; here `--tile N` runs it in N x N windows with a
+    halo of its receptive radius, so a large input fits in less memory and the output is unchanged."""
+    from arbiscale.models.liif import LIIF
+
+    torch.manual_seed(0)
+    LIIF(channels=8, num_blocks=2, head_hidden=(16, 16), encoder_type=encoder_type, rdn_growth=4, rdn_convs=2).save_pretrained(tmp_path / "liif")
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((37, 50, 3)) * 255).astype(np.uint8)).save(photo)
+    common = ["upscale", str(photo), "-s", "2.5", "--model", str(tmp_path / "liif"), "--no-progress"]
+    assert main([*common, "-o", str(tmp_path / "whole")]) == 0
+    assert main([*common, "--tile", "12", "-o", str(tmp_path / "tiled")]) == 0
+    whole, tiled = (np.asarray(Image.open(tmp_path / name / "photo_x2.5.png")) for name in ("whole", "tiled"))
+    assert whole.shape == (92, 125, 3) and np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1

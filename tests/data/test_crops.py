@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from arbiscale.data.crops import ArbitraryScaleCrops, item_generator, random_crop, random_dihedral, sample_queries
+from arbiscale.data.crops import ArbitraryScaleCrops, item_generator, random_crop, random_symmetry, sample_queries
 from arbiscale.data.images import list_images, resize
 from arbiscale.geometry import coord_grid
 
@@ -75,11 +75,18 @@ def test_more_queries_than_target_pixels_are_drawn_with_replacement():
 
 def test_dihedral_keeps_shape_and_covers_the_group():
     square = torch.arange(9.0).reshape(1, 3, 3)
-    results = {tuple(random_dihedral(square, item_generator(0, i)).flatten().tolist()) for i in range(200)}
+    results = {tuple(random_symmetry(square, item_generator(0, i)).flatten().tolist()) for i in range(200)}
     assert len(results) == 8
     wide = torch.arange(6.0).reshape(1, 2, 3)
-    shapes = {random_dihedral(wide, item_generator(1, i)).shape for i in range(50)}
+    shapes = {random_symmetry(wide, item_generator(1, i)).shape for i in range(50)}
     assert shapes == {(1, 2, 3)}
+
+
+def test_flip_augmentation_only_mirrors_left_right():
+    square = torch.arange(9.0).reshape(1, 3, 3)
+    results = {tuple(random_symmetry(square, item_generator(0, i), "flip").flatten().tolist()) for i in range(50)}
+    assert results == {tuple(square.flatten().tolist()), tuple(square.flip(-1).flatten().tolist())}
+    assert torch.equal(random_symmetry(square, item_generator(0), "none"), square)
 
 
 def test_random_crop_stays_inside():

@@ -89,9 +89,9 @@ def test_folder_and_split_layouts(tmp_path, crops):
     split.write_text("# validation\nb.png\n\n")
     eval_set = open_eval_set(tmp_path, split_file=split)
     assert eval_set.layout == "split" and [image.name for image in eval_set.images] == ["b.png"]
-    with pytest.raises(UserError, match="--split"):
+    with pytest.raises(UserError, match="`split_file`"):
         open_eval_set(tmp_path, layout="split")
-    with pytest.raises(UserError, match="--split"):
+    with pytest.raises(UserError, match="`split_file`"):
         open_eval_set(tmp_path, layout="div2k", split_file=split)
     with pytest.raises(UserError, match="layout"):
         open_eval_set(tmp_path, layout="celeba")

@@ -203,7 +203,7 @@ def test_save_is_atomic_and_refuses_to_overwrite(tmp_path):
     target = tmp_path / "out" / "result.png"
     save_image(Image.new("RGB", (4, 4), (9, 8, 7)), target)
     assert pixels(load_image(target))[0, 0].tolist() == [9, 8, 7]
-    with pytest.raises(UserError, match="--overwrite") as excinfo:
+    with pytest.raises(UserError, match="`overwrite`") as excinfo:
         save_image(Image.new("RGB", (4, 4), (1, 1, 1)), target)
     one_line_error_naming(excinfo, target)
     assert pixels(load_image(target))[0, 0].tolist() == [9, 8, 7]

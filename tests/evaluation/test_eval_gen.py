@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from arbiscale.cli.main import main
+from arbiscale.data.images import save_image, tensor_to_image
 from arbiscale.metrics import quantize_8bit, self_ssim
 from arbiscale.pipelines import GenerationPipeline
 
@@ -71,3 +72,36 @@ def test_gen_user_errors(tmp_path, tiny_models, capsys, extra, text):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and text in err[0]
+
+
+def test_nearest_training_image_is_found_and_shown(tmp_path, tiny_models):
+    """A training folder holding one of the samples themselves: that file is its nearest, at a PSNR no new
+    picture reaches; the others are farther."""
+    pipe = GenerationPipeline.from_pretrained(tiny_models / "gen")
+    pipe.set_progress_bar_config(disable=True)
+    sample = pipe([(64, 64)], num_images=1, num_inference_steps=2, generator=[torch.Generator().manual_seed(8)]).images[0]
+    training = tmp_path / "training"
+    training.mkdir()
+    save_image(tensor_to_image(sample[0]), training / "copy.png")
+    for i in range(3):
+        Image.fromarray((torch.rand(64, 64, 3) * 255).byte().numpy()).save(training / f"noise{i}.png")
+    out = tmp_path / "report"
+    argv = ["eval", "gen", "--model", str(tiny_models / "gen"), "--sizes", "16x16,64x64", "--num", "3", "--steps", "2", "--seed", "7",
+            "--no-progress", "--grid-images", "3", "--neighbours", str(training), "--out", str(out)]
+    assert main(argv) == 0
+    neighbours = json.loads((out / "results.json").read_text())["nearest_neighbours"]
+    assert neighbours["path"][1].endswith("copy.png") and neighbours["psnr"][1] > 40
+    assert max(neighbours["psnr"][0], neighbours["psnr"][2]) < neighbours["psnr"][1]
+    assert Image.open(out / "samples.png").size[0] >= 16 + 64 + 64  # a column for the neighbours
+    assert "## Nearest training images" in (out / "report.md").read_text()
+
+
+def test_distances_on_the_models_own_encoder_are_named_apart_from_fid(tmp_path, tiny_models, eval_photos):
+    out = tmp_path / "report"
+    assert main(["eval", "gen", "--model", str(tiny_models / "gen"), *RUN, "--grid-images", "0", "--ref", str(eval_photos),
+                 "--encoder-features", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["distance_names"] == ["FD-encoder", "KD-encoder"] and "encoder" in results["features"]
+    assert all(math.isfinite(results["distribution"][label]["fid"]) for label in ("16x16", "24x24", "20x28"))
+    report = (out / "report.md").read_text()
+    assert "## FD-encoder / KD-encoder" in report and "FID" not in report

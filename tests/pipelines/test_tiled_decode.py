@@ -175,7 +175,7 @@ def test_memory_budgets_parse_and_bound_the_plan(upscaler):
     tight = plan_tiles(*parts, budget=parse_memory("4GB"))
     assert tight.sample_tile == 128 and tight.code_tile is not None and 1 <= tight.tile_batch <= 8
     assert tight.decode_chunk <= roomy.decode_chunk
-    with pytest.raises(UserError, match="max-memory"):
+    with pytest.raises(UserError, match="`max_memory`"):
         plan_tiles(*parts, budget=parse_memory("500MB"))
     with pytest.raises(UserError, match="multiple of 2"):
         plan_tiles(*parts, budget=parse_memory("4GB"), tile_size=15)

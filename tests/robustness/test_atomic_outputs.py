@@ -119,3 +119,17 @@ def test_an_output_folder_that_cannot_exist_is_one_line(tmp_path, photo, cli, up
     evaluate = ("eval", "sr", "--data", photo_dir, "--scales", "2", "--protocol", "liif-benchmark", "--baseline", "bicubic", "--no-progress")
     assert f"{blocker} is a file" in cli(*evaluate, "--out", blocker / "report").error_line()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "photo.png"] and blocker.read_text().startswith("a file")
+
+
+def test_a_temp_file_left_by_a_killed_run_is_reported_and_kept(tmp_path, photo, upscale):
+    """SIGKILL gives no chance to clean up: the next run that writes the same output names what was left."""
+    out = tmp_path / "out"
+    out.mkdir()
+    photo.save(tmp_path / "photo.png")
+    stale = out / ".photo_x2.png.k1ll3d.tmp"
+    stale.write_bytes(b"half a png")
+    outcome = upscale(tmp_path / "photo.png", "-o", out, "-s", "2")
+    assert outcome.code == 0, outcome.err
+    warning = [line for line in outcome.err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and str(stale) in warning[0] and "interrupted write" in warning[0]
+    assert stale.read_bytes() == b"half a png" and (out / "photo_x2.png").is_file()

@@ -10,6 +10,7 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from mutations import mutate, mutation
 from PIL import Image
 
 from arbiscale.data.images import image_to_tensor, load_image_with_alpha
@@ -38,30 +39,7 @@ def seed_files(real_photos) -> dict[str, bytes]:
     return encoded
 
 
-# Where: mostly anywhere, often the first 64 bytes (headers decide sizes, modes and chunk lengths).
-positions = st.one_of(st.integers(0, 63), st.integers(0, 1 << 16))
-mutation = st.one_of(
-    st.tuples(st.just("flip"), positions, st.integers(1, 255)),
-    st.tuples(st.just("truncate"), positions, st.just(0)),
-    st.tuples(st.just("insert"), positions, st.binary(min_size=1, max_size=16)),
-    st.tuples(st.just("delete"), positions, st.integers(1, 32)),
-)
 mutated_files = st.tuples(st.sampled_from(sorted(SUFFIXES)), st.lists(mutation, min_size=1, max_size=4))
-
-
-def mutate(data: bytes, mutations: list[tuple]) -> bytes:
-    data = bytearray(data)
-    for kind, position, value in mutations:
-        at = position % (len(data) + 1)
-        if kind == "flip" and at < len(data):
-            data[at] ^= value
-        elif kind == "truncate":
-            del data[at:]
-        elif kind == "insert":
-            data[at:at] = value
-        elif kind == "delete":
-            del data[at : at + value]
-    return bytes(data)
 
 
 def write_mutant(folder: Path, seed_files: dict[str, bytes], case: tuple) -> Path:

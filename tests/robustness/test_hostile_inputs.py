@@ -142,3 +142,64 @@ def test_memory_past_what_is_free_is_refused_before_allocating(cli, upscale, tin
     budget = upscale(photo, "-s", "1000", "--max-side", "100000", "--max-memory", "1000TB", "-o", tmp_path / "up")
     assert "more than the" in budget.error_line() and "free here" in budget.error_line()
     assert not (tmp_path / "gen").exists() and not (tmp_path / "up").exists()
+
+
+def test_an_unreadable_sub_folder_is_named_in_a_warning_and_the_rest_upscaled(upscale, photo, tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    (folder / "locked").mkdir(parents=True)
+    shutil.copy(photo, folder / "good.png")
+    shutil.copy(photo, folder / "locked" / "hidden.png")
+    scandir = os.scandir
+
+    def refuse_locked(path="."):  # what a folder without read permission does (the tests run as root, who may read all)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    outcome = upscale(folder, "-o", tmp_path / "out", "-s", "2")
+    assert outcome.code == 0, outcome.err
+    warning = [line for line in outcome.err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "locked" in warning[0] and "Permission denied" in warning[0], outcome.err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good_x2.png"]
+
+
+def test_an_unreadable_input_is_not_called_corrupt(upscale, photo, monkeypatch, tmp_path):
+    real_open = Image.open
+
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(photo):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", refuse)
+    line = upscale(photo, "-o", tmp_path / "out", "-s", "2").error_line()
+    assert "permission denied" in line and "corrupt" not in line
+
+
+def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_resume_goes_on(cli, photo_dir, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    run_dir = tmp_path / "run"
+    assert train(cli, photo_dir, run_dir, 1).code == 0
+    save_state = Accelerator.save_state
+
+    def disk_full(self, output_dir, **kwargs):
+        save_state(self, output_dir, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Accelerator, "save_state", disk_full)
+    outcome = train(cli, photo_dir, run_dir, 2, "--resume")
+    errors = [line for line in outcome.err.splitlines() if "error:" in line]
+    assert outcome.code == 2 and "Traceback" not in outcome.err and len(errors) == 1, outcome.err
+    assert "No space left on device" in errors[0] and "step-0000001" in errors[0]
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step-0000001"]  # the half-written one is gone
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    assert train(cli, photo_dir, run_dir, 2, "--resume").code == 0
+    assert [p.name for p in list_checkpoints(run_dir)][-1] == "step-0000002"
+
+
+def test_a_batch_too_big_for_the_memory_is_refused_before_the_first_step(cli, photo_dir, tmp_path):
+    line = train(cli, photo_dir, tmp_path / "run", 1, "--batch-size", "10000000").error_line()
+    assert "batch of 10000000" in line and "is free" in line and "--batch-size" in line
+    assert not list((tmp_path / "run").glob("checkpoints/step-*"))

@@ -119,3 +119,34 @@ def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_ba
         assert line["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7), line["step"]
     assert [checkpoint_step(path) for path in list_checkpoints(run_dir)] == [STEPS, STEPS + 2]
     assert weights(run_dir / "model")
+
+
+@pytest.mark.skipif(os.environ.get("ARBISCALE_STRESS") != "1", reason="about 2 minutes: run with ARBISCALE_STRESS=1")
+def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finish(tmp_path, photo_dir, cli):
+    """SIGKILL 20 times, each at a random moment of a resumed run (start-up, a step, a checkpoint write: with a
+    checkpoint every step most kills land in or near one); the run still resumes to the same final step with
+    the loss history and weights of a run that was never interrupted."""
+    import random
+
+    env = environment(tmp_path)
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    steps = 300
+    assert cli(*train_argv(photo_dir, reference_dir, steps, "--checkpoint-every", "1")).code == 0
+    chance = random.Random(0)
+    during_a_write = 0
+    for _ in range(20):
+        process = subprocess.Popen(train_command(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"), env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(2.5, 5.0))  # start-up takes about 2-3 s, a step and its checkpoint about 0.1 s
+        during_a_write += bool(list(run_dir.glob("checkpoints/.tmp-*")))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    stderr = run_to_end(train_command(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"), env)
+    history, reference = metrics(run_dir), metrics(reference_dir)
+    assert [line["step"] for line in history] == list(range(1, steps + 1)), stderr
+    for line, expected in zip(history, reference):
+        assert line["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7), line["step"]
+    resumed, uninterrupted = weights(run_dir / "model"), weights(reference_dir / "model")
+    for name, tensor in uninterrupted.items():
+        assert torch.allclose(resumed[name], tensor, atol=1e-5), name
+    print(f"{during_a_write} of 20 kills found a checkpoint being written")

@@ -73,6 +73,8 @@ def test_renders_every_icon_exactly_at_every_size_on_a_square_canvas(tmp_path):
     listed = {line for split in ("train", "val") for line in (out / "32" / f"{split}.txt").read_text().split()}
     assert listed == {f"{name}.png" for name in names}
     assert (out / "licences" / "LICENSE").read_text() == "MIT licence text"
+    notice = (out / "NOTICE.md").read_text()
+    assert "@iconify-json/test 1.0.0" in notice and "3 icons" in notice and "Tester" in notice and "MIT" in notice
 
 
 def test_match_filter_split_is_fixed_by_name_and_reruns_write_the_same_bytes(tmp_path):

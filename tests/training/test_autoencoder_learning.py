@@ -35,7 +35,7 @@ def test_autoencoder_overfits_a_photo_crop_and_beats_bicubic_at_1x_and_2_5x(tmp_
     autoencoder = ImplicitAutoencoder(**{**get_preset("tiny").autoencoder, "channel_mult": (1, 2, 2)})
     assert autoencoder.downsample_factor == 4
     latent_size = (12, 12)
-    dataset = ArbitraryScaleCrops([photo], latent_size, 4, num_queries=576, length=64, augment=False)
+    dataset = ArbitraryScaleCrops([photo], latent_size, 4, num_queries=576, length=64, augment="none")
     task = AutoencoderTask(autoencoder, dataset, validation_crops([photo], latent_size, 4, count=1))
     assert task.validation_scale == 2.5
     settings = TrainSettings(out_dir=tmp_path / "run", steps=400, batch_size=4, lr=2e-3, log_every=50, validate_every=400, checkpoint_every=400)
@@ -70,7 +70,7 @@ def test_decoder_alone_learns_the_photo_crop_through_a_frozen_random_encoder(tmp
     set_seed(0)
     autoencoder = with_head_blend(ImplicitAutoencoder(**{**get_preset("tiny").autoencoder, "channel_mult": (1, 2, 2)}), "first-layer")
     encoder = {key: value.clone() for key, value in autoencoder.encoder.state_dict().items()}
-    dataset = ArbitraryScaleCrops([photo], (12, 12), 4, num_queries=576, length=64, augment=False)
+    dataset = ArbitraryScaleCrops([photo], (12, 12), 4, num_queries=576, length=64, augment="none")
     task = AutoencoderTask(autoencoder, dataset, validation_crops([photo], (12, 12), 4, count=1), train_encoder=False)
     settings = TrainSettings(out_dir=tmp_path / "run", steps=150, batch_size=4, lr=2e-3, log_every=50, validate_every=150, checkpoint_every=150)
     model = load_component(ImplicitAutoencoder, train(task, settings))

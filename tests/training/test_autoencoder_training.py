@@ -83,6 +83,15 @@ def test_cli_trains_and_saves(tmp_path, photo_dir, capsys):
     assert load_component(ImplicitAutoencoder, tmp_path / "run" / "model").config.base_channels == 16
 
 
+def test_init_fine_tunes_a_saved_autoencoder_instead_of_a_fresh_one(tmp_path, photo_dir, tiny_models):
+    start = load_component(ImplicitAutoencoder, tiny_models / "sr" / "autoencoder").state_dict()
+    options = ("--steps", "1", "--batch-size", "2", "--lr", "1e-12", "--seed", "5", "--init", str(tiny_models / "sr" / "autoencoder"))
+    assert main(cli(photo_dir, tmp_path / "run", *options)) == 0
+    tuned = load_component(ImplicitAutoencoder, tmp_path / "run" / "model").state_dict()
+    assert tuned.keys() == start.keys()
+    assert all(torch.allclose(tuned[name], start[name], atol=1e-6) for name in start)  # one step at lr 1e-12 moves nothing
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [

@@ -23,7 +23,7 @@ from arbiscale.models.loading import load_component
 from arbiscale.presets import get_preset
 from arbiscale.training.autoencoder import AutoencoderTask, validation_crops
 from arbiscale.training.checkpoints import list_checkpoints
-from arbiscale.training.loop import TrainingTask, TrainSettings, train
+from arbiscale.training.loop import MEMORY_PROBE_ITEMS, TrainingTask, TrainSettings, train
 
 
 def metric_lines(run_dir: Path) -> list[dict]:
@@ -119,7 +119,7 @@ class CrashingAutoencoderTask(AutoencoderTask):
 
     def loss(self, model, batch):
         self.calls += 1
-        if self.calls == self.crash_at:
+        if self.calls == self.crash_at + len(MEMORY_PROBE_ITEMS):  # after the memory check's forwards
             raise RuntimeError("simulated crash")
         return super().loss(model, batch)
 
@@ -191,7 +191,7 @@ def test_a_non_empty_run_folder_is_not_touched_without_resume(tmp_path, photo_di
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match="`resume`"):
         train(autoencoder_task(photo_dir, init_seed=0), settings(run_dir, 2))
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
     with pytest.raises(UserError, match="no intact checkpoint"):
@@ -234,7 +234,7 @@ def test_two_cpu_processes_train_resume_and_save(tmp_path, photo_dir):
 def test_resuming_refuses_a_different_model_or_fewer_steps(tmp_path, photo_dir):
     run_dir = tmp_path / "run"
     train(autoencoder_task(photo_dir, init_seed=0), settings(run_dir, 3))
-    with pytest.raises(UserError, match="past --steps 2"):
+    with pytest.raises(UserError, match="past `steps` 2"):
         train(autoencoder_task(photo_dir, init_seed=0), settings(run_dir, 2, resume=True))
     other = autoencoder_task(photo_dir, init_seed=0)
     other.model = type(other.model)(ImplicitAutoencoder(**{**get_preset("tiny").autoencoder, "base_channels": 8}))

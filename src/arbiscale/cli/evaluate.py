@@ -19,11 +19,12 @@ import argparse
 import shlex
 from pathlib import Path
 
-from ..choices import EVAL_LAYOUTS, METRIC_PROTOCOLS, RESIZE_METHODS, SAMPLER_NAMES, SELF_SSIM_MEASURES, SR_BASELINES
+from ..choices import BUNDLED_GENERATORS, BUNDLED_UPSCALERS, EVAL_LAYOUTS, GENERATION_DDIM_ETA, METRIC_PROTOCOLS, RESIZE_METHODS, SAMPLER_NAMES, SELF_SSIM_MEASURES, SR_BASELINES
 from ..errors import UserError
 from .inference_options import (
     UPSCALE_SAMPLING,
     add_upscale_options,
+    bundled_models_help,
     int_at_least,
     load_pipeline,
     load_sr_model,
@@ -65,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "score the outputs against the originals and write results.json, report.md, a metric-vs-scale plot and grids.",
     )
     _add_common(
-        sr, "saved UpscalePipeline folder, or a LIIF model folder (RUN_DIR/model of `train liif`); omit to evaluate only --baseline methods",
+        sr, f"a bundled upscaler's name ({', '.join(BUNDLED_UPSCALERS)}), a saved UpscalePipeline folder, or a LIIF model folder "
+        "(RUN_DIR/model of `train liif`); omit to evaluate only --baseline methods",
         **UPSCALE_SAMPLING,
     )
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
@@ -91,15 +93,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generate images, render each at every size from its one latent, and measure scale consistency "
         "(SelfSSIM) and, given real images and an Inception file, FID/KID/precision/recall.",
     )
-    _add_common(gen, "saved GenerationPipeline folder")
+    _add_common(gen, bundled_models_help(BUNDLED_GENERATORS), ddim_eta=GENERATION_DDIM_ETA)
     gen.add_argument("--sizes", required=True, help="comma-separated output sizes WIDTHxHEIGHT, e.g. 128x128,192x192,256x192")
     gen.add_argument("--num", default="16", help="number of generated images (default 16)")
     gen.add_argument("--batch-size", default="4", help="images sampled together (default 4); does not change the images")
     gen.add_argument("--measure", default="ssim", help=f"SelfSSIM measure, one of {', '.join(SELF_SSIM_MEASURES)} (default ssim)")
     gen.add_argument("--ref", help="folder of real images for FID/KID/precision/recall")
-    gen.add_argument("--inception", help="TorchScript Inception feature extractor (e.g. inception-2015-12-05.pt)")
+    features = gen.add_mutually_exclusive_group()
+    features.add_argument("--inception", help="TorchScript Inception feature extractor (e.g. inception-2015-12-05.pt)")
+    features.add_argument(
+        "--encoder-features", action="store_true",
+        help="with --ref and no Inception file: distances on the model's own encoder latents (FD-encoder, KD-encoder; "
+        "comparable across models on one encoder only, not with FIDs)",
+    )
     gen.add_argument("--grid-images", default="4", help="images shown in samples.png (default 4; 0: none)")
+    gen.add_argument("--neighbours", help="folder of the training images: each sample's nearest one is found and shown beside it")
+    gen.add_argument("--neighbours-split", help="text file listing the training images, relative to --neighbours")
     gen.set_defaults(run=run_gen)
+
+    renders = tasks.add_parser(
+        "renders", help="the implicit decoder vs bicubic against exact vector renders at larger sides",
+        description="Encode each image's render at the input side, decode it at every larger side of a vector set "
+        "(scripts/build_vector_set.py) and score it, beside a bicubic upscale, against the exact render there: "
+        "results.json, report.md, a PSNR/SSIM-vs-scale plot and a grid.",
+    )
+    renders.add_argument("--model", help=f"{bundled_models_help(BUNDLED_GENERATORS)}; or an upscaler's name or folder (its decoder is scored)")
+    renders.add_argument("--renders", required=True, help="the vector set's folder: RENDERS/<side>/<file name>")
+    renders.add_argument("--split", help="file names to score, one a line (default: RENDERS/<input side>/val.txt)")
+    renders.add_argument("--input-side", help="side of the encoded renders in pixels (default: the model's training image side)")
+    renders.add_argument("--max-images", help="score only the first N images of the split")
+    renders.add_argument("--grid-images", default="3", help="images shown in grid.png (default 3; 0: none)")
+    renders.add_argument("--out", required=True, help="report folder (created; existing files are kept unless --overwrite)")
+    renders.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    renders.add_argument("--overwrite", action="store_true", help="replace the files of an existing report")
+    renders.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    renders.set_defaults(run=run_renders, dtype="fp32")
 
 
 def recorded_command(args: argparse.Namespace) -> str:
@@ -115,6 +143,13 @@ def recorded_command(args: argparse.Namespace) -> str:
             for item in value if isinstance(value, list) else [value]:
                 words += [option, str(item)]
     return shlex.join(words)
+
+
+def model_label(pipeline_class, model: str | None) -> str:
+    """How a report names the model: "bundled NAME" (None: the default), or the folder's absolute path."""
+    if pipeline_class.bundled_path(model) is None:
+        return str(Path(model).resolve())
+    return f"bundled {model or next(iter(pipeline_class.bundled_models))}"
 
 
 def _comma_list(text: str, option: str) -> list[str]:
@@ -187,7 +222,7 @@ def run_sr(args: argparse.Namespace) -> int:
     header = {
         "task": "sr",
         "command": recorded_command(args),
-        "model": str(Path(args.model).resolve()) if args.model is not None else None,
+        "model": model_label(UpscalePipeline, args.model) if args.model is not None else None,
         "model_class": type(pipe).__name__ if pipe is not None else None,
         "data": str(Path(args.data).resolve()),
         "layout": eval_set.layout,
@@ -211,16 +246,16 @@ def run_sr(args: argparse.Namespace) -> int:
 
 def run_gen(args: argparse.Namespace) -> int:
     from ..data.images import list_images
-    from ..evaluation.gen import REPORT_FILES, GenEvalConfig, evaluate_gen, write_gen_report
+    from ..evaluation.gen import REPORT_FILES, EncoderFeatures, GenEvalConfig, evaluate_gen, write_gen_report
     from ..evaluation.report import check_report_dir
-    from ..metrics import FeatureExtractor, load_feature_extractor
+    from ..metrics import FeatureExtractor, Unavailable, load_feature_extractor
     from ..metrics.psnr_ssim import ms_ssim_min_size
     from ..pipelines import GenerationPipeline
 
     state, device, dtype, settings, seed = _setup(args)
-    if args.model is None:
-        raise UserError("eval gen needs --model DIR: a saved GenerationPipeline folder")
     sizes = tuple(size_option(text, "--sizes") for text in _comma_list(args.sizes, "--sizes"))
+    if args.neighbours_split is not None and args.neighbours is None:
+        raise UserError("--neighbours-split needs --neighbours DIR, the folder its names are relative to")
     config = GenEvalConfig(
         sizes=sizes,
         num_images=int_at_least(args.num, "--num"),
@@ -231,23 +266,29 @@ def run_gen(args: argparse.Namespace) -> int:
         sampling=settings,
         autocast_dtype=dtype,
         grid_images=int_at_least(args.grid_images, "--grid-images", 0),
+        neighbours=tuple(list_images(args.neighbours, args.neighbours_split)) if args.neighbours is not None else (),
     )
     smallest = min(min(size) for size in sizes)
     if config.measure == "ms-ssim" and smallest < ms_ssim_min_size():
         raise UserError(f"--measure ms-ssim needs every size at least {ms_ssim_min_size()} px a side, got {smallest}: use --measure ssim")
-    if args.inception is not None and args.ref is None:
-        raise UserError("--inception needs --ref DIR, the real images to compare the generated ones with")
-    if args.inception is not None and config.num_images < 2:
+    wants_features = args.inception is not None or args.encoder_features
+    option = "--inception" if args.inception is not None else "--encoder-features"
+    if wants_features and args.ref is None:
+        raise UserError(f"{option} needs --ref DIR, the real images to compare the generated ones with")
+    if wants_features and config.num_images < 2:
         raise UserError("FID/KID/precision/recall need at least 2 generated images: raise --num")
     out = Path(args.out)
     check_report_dir(out, REPORT_FILES, args.overwrite)
     reference = list_images(args.ref) if args.ref is not None else None
-    if reference is not None and args.inception is not None and len(reference) < 2:
+    if reference is not None and wants_features and len(reference) < 2:
         raise UserError(f"--ref {args.ref} holds {len(reference)} image: FID/KID/precision/recall need at least 2")
-    extractor = load_feature_extractor(args.inception)
-    if isinstance(extractor, FeatureExtractor):
-        extractor = extractor.to(device)
     pipe = load_pipeline(GenerationPipeline, args.model, device, progress=False)
+    if args.encoder_features:
+        extractor = EncoderFeatures(pipe.autoencoder, pipe.denoiser.config.sample_size[0] * pipe.autoencoder.downsample_factor)
+    else:
+        extractor = load_feature_extractor(args.inception)
+        if isinstance(extractor, FeatureExtractor):
+            extractor = extractor.to(device)
     evaluated = evaluate_gen(pipe, config, extractor, reference, state, device, progress=not args.no_progress)
     if evaluated is None:
         return 0
@@ -255,15 +296,58 @@ def run_gen(args: argparse.Namespace) -> int:
     header = {
         "task": "gen",
         "command": recorded_command(args),
-        "model": str(Path(args.model).resolve()),
+        "model": model_label(GenerationPipeline, args.model),
         "num_images": config.num_images,
         "sizes": [list(size) for size in sizes],
         **_sampler_header(settings, True, GenerationPipeline),
         "seed": seed,
         "ref": str(Path(args.ref).resolve()) if args.ref is not None else None,
         "inception": str(Path(args.inception).resolve()) if args.inception is not None else None,
+        "features": extractor.source if not isinstance(extractor, Unavailable) else None,
         "processes": state.num_processes,
     }
     for path in write_gen_report(out, header, results, rows, config, args.overwrite):
+        print(path)
+    return 0
+
+
+def run_renders(args: argparse.Namespace) -> int:
+    from ..evaluation.renders import REPORT_FILES, RenderEvalConfig, evaluate_renders, write_renders_report
+    from ..evaluation.report import check_report_dir
+    from ..pipelines import GenerationPipeline
+    from ..pipelines import load_pipeline as load_any_pipeline
+
+    root = Path(args.renders)
+    if not root.is_dir():
+        raise UserError(f"--renders {root} is not a folder: give the --out folder of scripts/build_vector_set.py")
+    out = Path(args.out)
+    check_report_dir(out, REPORT_FILES, args.overwrite)
+    state, device, _ = process_state(args)
+    model = args.model if args.model is not None else next(iter(GenerationPipeline.bundled_models))
+    pipe = load_any_pipeline(model).to(device)
+    autoencoder = pipe.autoencoder
+    training_side = pipe.denoiser.config.sample_size[0] * autoencoder.downsample_factor
+    input_side = int_at_least(args.input_side, "--input-side") if args.input_side is not None else training_side
+    sides = tuple(sorted(int(entry.name) for entry in root.iterdir() if entry.is_dir() and entry.name.isdigit() and int(entry.name) > input_side))
+    if not (root / str(input_side)).is_dir() or not sides:
+        raise UserError(f"--renders {root} needs a {input_side}/ folder (the input side) and larger ones; choose --input-side from its folders")
+    split = Path(args.split) if args.split is not None else root / str(input_side) / "val.txt"
+    try:
+        names = [line.strip() for line in split.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the split {split} ({type(error).__name__}): give a UTF-8 text file of file names") from None
+    if args.max_images is not None:
+        names = names[: int_at_least(args.max_images, "--max-images")]
+    missing = [f"{side}/{name}" for name in names for side in (input_side, *sides) if not (root / str(side) / name).is_file()]
+    if not names or missing:
+        found = f"{missing[0]} is missing" if missing else "it lists no file"
+        raise UserError(f"split {split}: {found} under {root}: list file names present at every side")
+    config = RenderEvalConfig(input_side, sides, grid_images=int_at_least(args.grid_images, "--grid-images", 0))
+    results, rows = evaluate_renders(autoencoder, root, names, config, progress=not args.no_progress and state.is_main_process)
+    header = {
+        "task": "renders", "command": recorded_command(args), "model": model_label(type(pipe), model),
+        "renders": str(root.resolve()), "split": str(split), "num_images": len(names), "input_side": input_side,
+    }
+    for path in write_renders_report(out, header, results, rows, config, args.overwrite):
         print(path)
     return 0

@@ -24,9 +24,19 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEFAULT_MAX_SIDE = 20000
 
 
-def add_inference_options(parser: argparse.ArgumentParser, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0) -> None:
-    """Model, sampler, seed, device and precision options; `sampler`, `steps` and `ddim_eta` are the command's defaults."""
-    parser.add_argument("--model", metavar="DIR", help="saved model folder (default: the bundled model, if installed)")
+def bundled_models_help(models: dict[str, str]) -> str:
+    """'a bundled model's name (A, the default; B) or a saved model folder' for `--model`."""
+    first, *others = models
+    names = "; ".join([f"{first}, the default", *others])
+    return f"a bundled model's name ({names}; MODEL_CARD.md) or a saved model folder"
+
+
+def add_inference_options(
+    parser: argparse.ArgumentParser, models: dict[str, str], sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0,
+) -> None:
+    """Model, sampler, seed, device and precision options; `models` are the bundled ones the command can load by
+    name; `sampler`, `steps` and `ddim_eta` are the command's defaults."""
+    parser.add_argument("--model", metavar="NAME|DIR", help=bundled_models_help(models))
     parser.add_argument("--steps", metavar="N", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
     parser.add_argument("--sampler", metavar="NAME", default=sampler, help=f"one of {', '.join(SAMPLER_NAMES)} (default {sampler})")
     parser.add_argument("--eta", metavar="F", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
@@ -178,7 +188,7 @@ def process_state(args: argparse.Namespace):
 
 
 def load_pipeline(pipeline_class: type[LatentImplicitPipeline], folder: str | None, device, progress: bool) -> LatentImplicitPipeline:
-    """The pipeline saved in `folder` (None: the one bundled with the package) on `device`."""
+    """The pipeline saved in `folder`, or the bundled one it names (None: the default), on `device`."""
     pipe = pipeline_class.from_pretrained(folder).to(device)
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     return pipe
@@ -187,7 +197,7 @@ def load_pipeline(pipeline_class: type[LatentImplicitPipeline], folder: str | No
 def load_sr_model(folder: str | None, device, progress: bool = False):
     """An upsampler folder, told apart by its files: an UpscalePipeline has model_index.json, a LIIF
     model a config.json that names the LIIF class (what save_pretrained and `convert liif` write).
-    None: the bundled UpscalePipeline. `progress`: the pipeline's sampling progress bar."""
+    A bundled model's name (None: the default) is an UpscalePipeline. `progress`: the pipeline's sampling progress bar."""
     import json
 
     from ..models.liif import LIIF
@@ -195,7 +205,7 @@ def load_sr_model(folder: str | None, device, progress: bool = False):
     from ..pipelines import UpscalePipeline
 
     path = Path(folder) if folder is not None else None
-    if path is None or (path / "model_index.json").is_file():
+    if path is None or UpscalePipeline.bundled_path(folder) is not None or (path / "model_index.json").is_file():
         return load_pipeline(UpscalePipeline, folder, device, progress)
     try:
         class_name = json.loads((path / LIIF.config_name).read_text(encoding="utf-8")).get("_class_name")
@@ -203,7 +213,10 @@ def load_sr_model(folder: str | None, device, progress: bool = False):
         class_name = None
     if class_name != LIIF.__name__:
         found = f"a saved {class_name}" if class_name else "no model_index.json or LIIF config.json"
-        raise UserError(f"--model {folder} holds {found}: pass a saved UpscalePipeline or LIIF model folder (RUN_DIR/model)")
+        raise UserError(
+            f"--model {folder} holds {found}: pass a bundled model's name ({', '.join(UpscalePipeline.bundled_models)}) "
+            "or a saved UpscalePipeline or LIIF model folder (RUN_DIR/model)"
+        )
     return load_component(LIIF, path).to(device)
 
 

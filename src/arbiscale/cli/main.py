@@ -6,8 +6,10 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 
-from ..errors import UserError
+from ..errors import UserError, UserNotice
+from .flags import as_flags
 
 DESCRIPTION = (
     "Upsample images to any scale or size, and generate images at any resolution, with a latent diffusion "
@@ -53,14 +55,25 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, or a bad command line already reported in one line
         return 0 if stop.code is None else int(stop.code)
+    show_warning = warnings.showwarning
+
+    def show_notice(message, category, *rest) -> None:
+        if issubclass(category, UserNotice):
+            print(f"arbiscale {args.command}: warning: {as_flags(str(message))}", file=sys.stderr)
+        else:
+            show_warning(message, category, *rest)
+
+    warnings.showwarning = show_notice
     try:
         return int(args.run(args) or 0)
     except UserError as error:
-        print(f"arbiscale {args.command}: error: {error}", file=sys.stderr)
+        print(f"arbiscale {args.command}: error: {as_flags(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"arbiscale {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show_warning
 
 
 if __name__ == "__main__":

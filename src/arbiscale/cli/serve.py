@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..choices import BUNDLED_GENERATORS, BUNDLED_UPSCALERS
 from ..errors import UserError
-from .inference_options import int_at_least
+from .inference_options import bundled_models_help, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="a local web app for upscaling and generation (pip install \"arbiscale[web]\")",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", metavar="DIR", help="upscale pipeline folder (default: the bundled one)")
-    parser.add_argument("--gen-model", metavar="DIR", help="generation pipeline folder (default: the bundled one)")
+    parser.add_argument("--model", metavar="NAME|DIR", help=f"the upscaler: {bundled_models_help(BUNDLED_UPSCALERS)}")
+    parser.add_argument("--gen-model", metavar="NAME|DIR", help=f"the generator: {bundled_models_help(BUNDLED_GENERATORS)}")
     parser.add_argument("--no-generate", action="store_true", help="serve the upscale tab only")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", default="7860", help="port (default 7860)")

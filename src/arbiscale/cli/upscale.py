@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..choices import BUNDLED_UPSCALERS
 from ..errors import UserError
+from .flags import as_flags
 from .inference_options import (
     UPSCALE_SAMPLING,
     add_inference_options,
@@ -59,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tile", metavar="N",
         help="sample, encode and decode in tiles of N x N latent cells (N x f pixels of the working image); "
-        "the latent then follows the output size. Default: tiles only where the budget needs them",
+        "the latent then follows the output size. Default: tiles only where the budget needs them. A LIIF model: "
+        "its encoder runs in tiles of N x N input pixels (the same output, less memory)",
     )
     parser.add_argument("--tile-overlap", metavar="N", help="latent cells shared by neighbouring sampling tiles (default tile / 4)")
     parser.add_argument(
@@ -67,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="memory budget, e.g. 4GB (K/M/G are powers of 1024), from which tile and query-chunk sizes are chosen; "
         "the latent then follows the output size. Default: the free memory, with the usual latent cap",
     )
-    add_inference_options(parser, **UPSCALE_SAMPLING)
+    add_inference_options(parser, BUNDLED_UPSCALERS, **UPSCALE_SAMPLING)
     add_upscale_options(parser)
     parser.set_defaults(run=run)
 
@@ -124,10 +127,13 @@ def with_alpha(image: Image.Image, alpha: Image.Image | None, suffix: str) -> Im
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..data.images import image_to_tensor, load_image_with_alpha, save_image, tensor_to_image
     from ..geometry import format_size
     from ..models.liif import LIIF
     from ..pipelines.memory import parse_memory
+    from ..pipelines.tiled_decode import tiled_features
     from ..sampling.sizes import output_size
 
     if (args.scale is None) == (args.size is None):
@@ -168,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
             out_size = output_size((rgb.height, rgb.width), scale, size)
             check_side_limit(out_size, limit)
             if regression:
-                images = pipe.upscale(image_to_tensor(rgb).unsqueeze(0).to(device), out_size)
+                lr = image_to_tensor(rgb).unsqueeze(0).to(device)
+                with torch.no_grad():
+                    features = pipe.encode(lr) if tiling["tile_size"] is None else tiled_features(pipe.encoder, lr, tiling["tile_size"])
+                images = pipe.render(features, out_size)
             else:
                 images = pipe(
                     image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),
@@ -183,5 +192,5 @@ def run(args: argparse.Namespace) -> int:
             if len(inputs) == 1:
                 raise
             failures += 1
-            print(f"arbiscale upscale: error: skipped {path}: {error}", file=sys.stderr)
+            print(f"arbiscale upscale: error: skipped {path}: {as_flags(str(error))}", file=sys.stderr)
     return 1 if failures else 0

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..choices import AUGMENTATIONS
 from ..geometry import cell_size, coord_grid, scaled_size
 from .images import load_image, resize
 
@@ -58,10 +59,15 @@ def random_crop(image: torch.Tensor, size: tuple[int, int], generator: torch.Gen
     return image[..., top : top + crop_h, left : left + crop_w]
 
 
-def random_dihedral(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A random flip/rotation of (.., H, W): all 8 symmetries of a square, the 4 flips otherwise (shape kept)."""
+def random_symmetry(image: torch.Tensor, generator: torch.Generator, augment: str = "dihedral") -> torch.Tensor:
+    """A random symmetry of (.., H, W), shape kept. dihedral: all 8 of a square (the 4 flips otherwise);
+    flip: left-right mirror or not; none: the image itself."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+    if augment == "none":
+        return image
     height, width = image.shape[-2:]
-    choice = int(torch.randint(8 if height == width else 4, (1,), generator=generator))
+    choice = int(torch.randint(2 if augment == "flip" else 8 if height == width else 4, (1,), generator=generator))
     if choice & 1:
         image = image.flip(-1)
     if choice & 2:
@@ -96,7 +102,8 @@ class ArbitraryScaleCrops(Dataset):
     s ~ U[1, max_scale] (max_scale <= f, so targets are never upsampled copies of the crop). Photos are
     decoded once and kept as uint8; ones smaller than the crop are upscaled to cover it. `length` is the
     number of items per epoch, independent of the number of photos (item i uses photo i mod N).
-    `deterministic=True` fixes each index's crop, scale and queries and turns augmentation off (validation).
+    `augment` names the symmetries crops are drawn under (`random_symmetry`); `deterministic=True` fixes
+    each index's crop, scale and queries and turns augmentation off (validation).
     """
 
     def __init__(
@@ -109,7 +116,7 @@ class ArbitraryScaleCrops(Dataset):
         length: int = 1000,
         seed: int = 0,
         deterministic: bool = False,
-        augment: bool = True,
+        augment: str = "dihedral",
     ) -> None:
         if not paths:
             raise ValueError("ArbitraryScaleCrops needs at least one image path")
@@ -124,7 +131,9 @@ class ArbitraryScaleCrops(Dataset):
         self.length = length
         self.seed = seed
         self.deterministic = deterministic
-        self.augment = augment and not deterministic
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+        self.augment = "none" if deterministic else augment
         self.epoch = 0
         self.images = [fit_to_size(load_uint8(p), self.crop_size) for p in tqdm(paths, desc="decoding images", disable=None)]
 
@@ -143,8 +152,7 @@ class ArbitraryScaleCrops(Dataset):
         """
         generator = item_generator(self.seed, 0 if self.deterministic else self.epoch, index)
         crop = random_crop(self.images[index % len(self.images)], self.crop_size, generator)
-        if self.augment:
-            crop = random_dihedral(crop, generator)
+        crop = random_symmetry(crop, generator, self.augment)
         scale = 1 + (self.max_scale - 1) * float(torch.rand((), generator=generator))
         return uint8_to_float(crop), scale, generator
 

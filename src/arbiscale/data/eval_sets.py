@@ -121,15 +121,15 @@ def open_eval_set(
     if layout == "auto":
         layout = detect_layout(root, split)
     if layout == "split" and split is None:
-        raise UserError("--layout split needs --split FILE listing the images, one path relative to the data folder a line")
+        raise UserError("`layout` split needs a `split_file` listing the images, one path relative to the data folder a line")
     if layout != "split" and split is not None:
-        raise UserError(f"--split goes with --layout split (or auto), not {layout}: drop one of them")
+        raise UserError(f"`split_file` goes with `layout` split (or auto), not {layout}: drop one of them")
     if layout == "split":
         images = [EvalImage(p.relative_to(root).as_posix(), p) for p in list_images(root, split)]
     elif layout == "folder":
         sets = _benchmark_sets(root)
         if sets:
-            raise UserError(f"{root} holds several benchmark sets ({', '.join(sets)}): pass one of them, e.g. --data {root / sets[0]}")
+            raise UserError(f"{root} holds several benchmark sets ({', '.join(sets)}): pass one of them, e.g. `root` {root / sets[0]}")
         images = [EvalImage(p.relative_to(root).as_posix(), p) for p in list_images(root)]
     elif layout == "div2k":
         base = root.parent if root.name == _DIV2K_HR else root

@@ -5,6 +5,7 @@ Tensors follow the project convention, (3, H, W) or (B, 3, H, W) float in [-1, 1
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 import warnings
@@ -14,10 +15,10 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import UserError
+from ..errors import UserError, notify
+from ..geometry import resize  # noqa: F401  (the clamped antialiased resize, used with images everywhere)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -36,10 +37,16 @@ def list_images(root: str | Path, split_file: str | Path | None = None) -> list[
         raise UserError(f"image folder {root} does not exist: pass a folder that holds the images")
     if split_file is not None:
         return _read_split(root, Path(split_file))
+    unreadable: list[str] = []
+    found = []
+    for folder, _, files in os.walk(root, onerror=lambda error: unreadable.append(f"{error.filename} ({error.strerror})")):
+        found += [Path(folder) / name for name in files]
     paths = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()),
+        (p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()),
         key=lambda p: p.relative_to(root).as_posix(),
     )
+    for folder in unreadable:
+        notify(f"skipped the folder {folder}: its images cannot be listed; fix its permissions to include them")
     if not paths:
         raise UserError(f"no images in {root}: expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
     return paths
@@ -83,6 +90,8 @@ def _open(path: str | Path) -> Image.Image:
         ) from None
     except UnidentifiedImageError:
         raise UserError(f"{path} is not an image Pillow can read: remove it or convert it to PNG/JPEG") from None
+    except PermissionError:
+        raise UserError(f"image {path} cannot be read (permission denied): fix its permissions or run as a user who may read it") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise UserError(f"image {path} is truncated or corrupt ({error}): replace or remove the file") from None
     return image
@@ -149,22 +158,6 @@ def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), mode="RGB")
 
 
-def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bicubic resize of (3, H, W) or (B, 3, H, W) to (H', W'), clamped to [-1, 1].
-
-    Antialiasing matters when shrinking: it is what a camera or PIL would produce, so targets and LR
-    inputs made here carry no aliasing the model would have to learn.
-    """
-    batched = images.dim() == 4
-    batch = images if batched else images.unsqueeze(0)
-    if tuple(batch.shape[-2:]) == tuple(size):
-        return images
-    dtype = batch.dtype
-    out = F.interpolate(batch.float(), size=tuple(size), mode="bicubic", antialias=True, align_corners=False)
-    out = out.clamp(-1, 1).to(dtype)
-    return out if batched else out[0]
-
-
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -173,10 +166,12 @@ def _current_umask() -> int:
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], overwrite: bool = False) -> Path:
     """Write through a temp file in the same folder and os.replace: a reader never sees half a file,
-    an interrupted write leaves nothing behind, and an existing file is kept unless `overwrite`."""
+    an interrupted write leaves nothing behind, and an existing file is kept unless `overwrite`. Temp
+    files of this name that a killed process (SIGKILL, power loss) left are reported, not deleted: one
+    may belong to another process writing the same file now."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists: pass --overwrite to replace it, or choose another name")
+        raise UserError(f"{path} already exists: pass `overwrite` to replace it, or choose another name")
     try:  # a folder that is a file, or one we may not write to
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -192,6 +187,10 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], overwrite:
         if isinstance(error, (OSError, ValueError)):
             raise UserError(f"cannot write {path}: {error}") from None
         raise
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    if stale:
+        more = f" (+{len(stale) - 1} more)" if len(stale) > 1 else ""
+        notify(f"{stale[0]}{more} is left from an interrupted write of {path.name}: delete it once no other process writes there")
     return path
 
 

@@ -22,7 +22,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from ..data.images import image_to_tensor, load_image, save_image
+from ..data.images import image_to_tensor, load_image, resize, save_image
 from ..geometry import format_size
 from ..metrics import (
     FeatureExtractor,
@@ -45,6 +45,9 @@ from .report import (
 )
 
 REPORT_FILES = ("results.json", "report.md", "self_ssim.png", "samples.png")
+# Nearest neighbours are searched at this side (renders and training images resized to it): small enough for
+# thousands of images, large enough that a copy (PSNR well above 30 dB) stands apart from a new picture.
+NEIGHBOUR_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class GenEvalConfig:
     sampling: dict = field(default_factory=dict)
     autocast_dtype: torch.dtype | None = None
     grid_images: int = 4
+    neighbours: tuple[Path, ...] = ()  # training images: each sample's nearest one is found and shown
 
 
 def _shard(count: int, state: PartialState) -> list[int]:
@@ -69,7 +73,7 @@ def _gather(items: list, state: PartialState) -> list:
 
 
 def generate_shard(
-    pipe: GenerationPipeline, config: GenEvalConfig, extractor: FeatureExtractor | None, state: PartialState, progress: bool
+    pipe: GenerationPipeline, config: GenEvalConfig, extractor: FeatureExtractor | EncoderFeatures | None, state: PartialState, progress: bool
 ) -> list[dict]:
     """{index, self_ssim (N,N), features per size, renders (grid images only)} for this process's images."""
     shard = _shard(config.num_images, state)
@@ -82,9 +86,11 @@ def generate_shard(
         renders = [quantize_8bit(images) for images in result.images]
         matrices = self_ssim(renders, method=config.resize, measure=config.measure).cpu()
         features = [extractor(images).cpu() for images in renders] if extractor is not None else None
+        thumbnails = resize(renders[-1], (NEIGHBOUR_SIDE, NEIGHBOUR_SIDE)).cpu() if config.neighbours else None
         for row, index in enumerate(indices):
             records.append({
                 "index": index,
+                "thumbnail": thumbnails[row] if thumbnails is not None else None,
                 "self_ssim": matrices[row],
                 "features": [f[row] for f in features] if features is not None else None,
                 "renders": [images[row].cpu() for images in renders] if index < config.grid_images else None,
@@ -94,7 +100,39 @@ def generate_shard(
     return records
 
 
-def reference_features(paths: list[Path], extractor: FeatureExtractor, state: PartialState, device: torch.device) -> torch.Tensor:
+class EncoderFeatures(torch.nn.Module):
+    """The generator's own frozen encoder as a feature network, for when no Inception file is at hand:
+    images resized to its training side and encoded, the latent averaged over 2x2 regions. The distances
+    on these are FD-encoder and KD-encoder, not FID and KID: the network learnt this data's latents, not
+    ImageNet's classes, so its numbers compare models on one encoder only, never with published FIDs."""
+
+    distance_names = ("FD-encoder", "KD-encoder")
+
+    def __init__(self, autoencoder, side: int) -> None:
+        super().__init__()
+        self.autoencoder, self.side = autoencoder, side
+        self.source = f"the model's own encoder at {side} px, latents averaged over 2x2 regions"
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        latent = self.autoencoder.encode(resize(images.float(), (self.side, self.side)))
+        return torch.nn.functional.adaptive_avg_pool2d(latent.float(), 2).flatten(1)
+
+
+def nearest_neighbours(samples: torch.Tensor, references: torch.Tensor) -> tuple[list[int], list[float]]:
+    """For each of (N, 3, h, w) samples in [-1, 1], the index of the nearest of (M, 3, h, w) references by
+    mean squared error, and the PSNR between the two (range 2)."""
+    mse = torch.cdist(samples.flatten(1).double(), references.flatten(1).double()).pow(2) / samples[0].numel()
+    best, index = mse.min(dim=1)
+    return index.tolist(), (10 * torch.log10(4 / best.clamp_min(1e-12))).tolist()
+
+
+def load_thumbnails(paths: tuple[Path, ...]) -> torch.Tensor:
+    """(M, 3, s, s) training images resized to the neighbour side (s = NEIGHBOUR_SIDE), as the samples are."""
+    return torch.cat([resize(image_to_tensor(load_image(path))[None], (NEIGHBOUR_SIDE, NEIGHBOUR_SIDE)) for path in paths])
+
+
+def reference_features(paths: list[Path], extractor: FeatureExtractor | EncoderFeatures, state: PartialState, device: torch.device) -> torch.Tensor:
     """(N_ref, D) features of the reference images, in path order, computed sharded."""
     rows = [(index, extractor(image_to_tensor(load_image(paths[index]))[None].to(device))[0].cpu()) for index in _shard(len(paths), state)]
     rows = _gather(rows, state)
@@ -112,14 +150,14 @@ def distribution_metrics(generated: torch.Tensor, reference: torch.Tensor) -> di
 def evaluate_gen(
     pipe: GenerationPipeline,
     config: GenEvalConfig,
-    extractor: FeatureExtractor | Unavailable,
+    extractor: FeatureExtractor | EncoderFeatures | Unavailable,
     reference: list[Path] | None,
     state: PartialState,
     device: torch.device,
     progress: bool = True,
 ) -> tuple[dict, list[list[torch.Tensor]]] | None:
     """(results, grid rows) on the main process, None on the others."""
-    usable = extractor if isinstance(extractor, FeatureExtractor) and reference is not None else None
+    usable = extractor if not isinstance(extractor, Unavailable) and reference is not None else None
     records = _gather(generate_shard(pipe, config, usable, state, progress), state)
     ref_features = reference_features(reference, usable, state, device) if usable is not None else None
     if not state.is_main_process:
@@ -137,7 +175,7 @@ def evaluate_gen(
         },
     }
     if usable is None:
-        reason = str(extractor) if isinstance(extractor, Unavailable) else "unavailable (no --ref folder of real images given)"
+        reason = str(extractor) if isinstance(extractor, Unavailable) else "unavailable (no `ref` folder of real images given)"
         results["distribution"] = reason
     else:
         results["distribution"] = {
@@ -145,7 +183,17 @@ def evaluate_gen(
             for i, label in enumerate(labels)
         }
         results["num_reference"] = len(reference)
+        results["distance_names"] = list(usable.distance_names)
     rows = [record["renders"] for record in records if record["renders"] is not None]
+    if config.neighbours:
+        index, closeness = nearest_neighbours(torch.stack([record["thumbnail"] for record in records]), load_thumbnails(config.neighbours))
+        results["nearest_neighbours"] = {
+            "side": NEIGHBOUR_SIDE, "num_training_images": len(config.neighbours),
+            "index": index, "path": [str(config.neighbours[i]) for i in index], "psnr": closeness,
+        }
+        size = rows[0][-1].shape[-2:] if rows else None
+        for row, i in zip(rows, index):
+            row.append(resize(image_to_tensor(load_image(config.neighbours[i]))[None], tuple(size))[0].clamp(-1, 1))
     return results, rows
 
 
@@ -161,7 +209,8 @@ def write_gen_report(out: Path, header: dict, results: dict, rows: list[list[tor
     heatmap = plot_matrix(out / "self_ssim.png", labels, matrix, title, overwrite)
     written += [heatmap] if heatmap is not None else []
     if rows:
-        grid = image_grid(rows, labels, [f"seed {config.seed + i}" for i in range(len(rows))])
+        columns = [*labels, "nearest training image"] if config.neighbours else labels
+        grid = image_grid(rows, columns, [f"seed {config.seed + i}" for i in range(len(rows))])
         written.append(save_image(grid, out / "samples.png", overwrite=overwrite))
 
     lines = [
@@ -181,22 +230,35 @@ def write_gen_report(out: Path, header: dict, results: dict, rows: list[list[tor
     ]
     if heatmap is not None:
         lines += ["![SelfSSIM](self_ssim.png)", ""]
-    lines += ["## FID / KID / precision / recall", ""]
     distribution = results["distribution"]
     if isinstance(distribution, str):
-        lines += [distribution, ""]
+        lines += ["## FID / KID / precision / recall", "", distribution, ""]
     else:
         metrics = ("fid", "kid", "precision", "recall")
+        frechet, kernel = results["distance_names"]
         lines += [
-            f"Against {results['num_reference']} reference images from {header['ref']}, extractor {header['inception']}.",
+            f"## {frechet} / {kernel} / precision / recall",
+            "",
+            f"Against {results['num_reference']} reference images from {header['ref']}, features: {header['features']}.",
             "",
             markdown_table(
-                ["size", "FID", "KID", "precision", "recall"],
+                ["size", frechet, kernel, "precision", "recall"],
                 [[label, *(format_value(distribution[label][m]) for m in metrics)] for label in labels],
             ),
             "",
         ]
+    if config.neighbours:
+        closeness = results["nearest_neighbours"]["psnr"]
+        lines += [
+            "## Nearest training images",
+            "",
+            f"Each sample's nearest of {len(config.neighbours)} training images (both resized to {NEIGHBOUR_SIDE} px, mean squared "
+            f"error): PSNR to it median {sorted(closeness)[len(closeness) // 2]:.2f} dB, highest {max(closeness):.2f} dB "
+            "(a copy scores well above 30 dB).",
+            "",
+        ]
     if rows:
-        lines += ["## Samples", "", "Rows: images; columns: the same latent rendered at each size.", "", "![samples](samples.png)", ""]
+        more = ", and its nearest training image" if config.neighbours else ""
+        lines += ["## Samples", "", f"Rows: images; columns: the same latent rendered at each size{more}.", "", "![samples](samples.png)", ""]
     written.insert(1, write_text(out / "report.md", "\n".join(lines), overwrite))
     return written

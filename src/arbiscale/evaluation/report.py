@@ -28,11 +28,11 @@ def check_report_dir(folder: Path, names: Sequence[str], overwrite: bool) -> Non
     """Refuse up front, before any work, when a report file already exists and `overwrite` is off."""
     nearest = next(path for path in (folder, *folder.parents) if path.exists())
     if not nearest.is_dir():
-        raise UserError(f"--out {folder}: {nearest} is a file: give a folder for the report")
+        raise UserError(f"`out` {folder}: {nearest} is a file: give a folder for the report")
     existing = [name for name in names if (folder / name).exists()]
     if existing and not overwrite:
         more = f" (+{len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UserError(f"{folder / existing[0]}{more} already exists: pass --overwrite to replace the report, or choose another --out")
+        raise UserError(f"{folder / existing[0]}{more} already exists: pass `overwrite` to replace the report, or choose another `out`")
 
 
 

@@ -79,7 +79,7 @@ class SrEvalConfig:
         if unknown:
             raise UserError(f"unknown baseline {unknown[0]!r}: choose from {', '.join(BASELINES)}")
         if not self.scales:
-            raise UserError("give at least one scale, e.g. --scales 2,3,4")
+            raise UserError("give at least one scale in `scales`, e.g. 2, 3, 4")
         for scale in self.scales:
             metric_settings(self.protocol, scale, self.resize)  # refuses bad protocol, resize or scale now
 
@@ -203,7 +203,7 @@ def evaluate_sr(
     """(results, grids) on the main process, None on the others; every process evaluates its shard."""
     methods = evaluated_methods(config, pipe)
     if not methods:
-        raise UserError("nothing to evaluate: give --model DIR and/or --baseline bicubic")
+        raise UserError("nothing to evaluate: give a model (`pipe`) and/or bicubic in `baselines`")
     if not eval_set.images:
         raise UserError(f"no images to evaluate in {eval_set.root}")
     shard = range(state.process_index, len(eval_set.images), state.num_processes)
@@ -266,7 +266,7 @@ def write_sr_report(
         "# Super-resolution evaluation",
         "",
         f"- model: {header['model'] or 'none (baselines only)'}"
-        + (" (the LIIF regression baseline: deterministic, so sampler, steps, eta, seed, samples and --lr-consistency do not apply)" if LIIF_METHOD in methods else ""),
+        + (" (the LIIF regression baseline: deterministic, so sampler, steps, eta, seed, samples and `lr_consistency` do not apply)" if LIIF_METHOD in methods else ""),
         f"- data: {header['data']} (layout {header['layout']}, {header['num_images']} whole images, HR cropped to LR size x scale)",
         f"- protocol: {config.protocol}: channel {settings[0]['channel']}, shave "
         + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),

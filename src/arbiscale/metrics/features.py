@@ -113,6 +113,8 @@ class FeatureExtractor(torch.nn.Module):
     to 299 itself); `return_features=True` is passed when its forward takes that argument.
     """
 
+    distance_names = ("FID", "KID")  # what the Frechet and kernel distances on these features are called
+
     def __init__(self, network: torch.jit.ScriptModule, source: str) -> None:
         super().__init__()
         self.network = network.eval()

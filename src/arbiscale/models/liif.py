@@ -13,7 +13,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..errors import UserError
-from ..sampling.sizes import check_output_size
+from ..geometry import check_output_size
 from .implicit_head import ImplicitHead
 
 
@@ -128,4 +128,9 @@ class LIIF(ModelMixin, ConfigMixin):
     def upscale(self, lr_images: torch.Tensor, size: tuple[int, int], chunk_size: int | None = 65536) -> torch.Tensor:
         """Render the LR images at (H, W), any size and aspect ratio, in bands of query points (memory
         beyond the output bounded by `chunk_size`, as for our decoder)."""
-        return self.head.render_image(self.encode(lr_images), check_output_size(tuple(size)), chunk_size).clamp_(-1, 1)
+        return self.render(self.encode(lr_images), size, chunk_size)
+
+    @torch.no_grad()
+    def render(self, features: torch.Tensor, size: tuple[int, int], chunk_size: int | None = 65536) -> torch.Tensor:
+        """The encoder's features (however they were computed, e.g. in tiles) rendered at (H, W)."""
+        return self.head.render_image(features, check_output_size(tuple(size)), chunk_size).clamp_(-1, 1)

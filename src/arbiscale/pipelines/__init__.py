@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import UserError
-from .base import LatentImplicitPipeline, bundled_model_dir
+from .base import LatentImplicitPipeline, bundled_model_dir, read_model_index
 from .generate import GenerationOutput, GenerationPipeline
 from .upscale import UpscaleOutput, UpscalePipeline
 
@@ -14,12 +13,12 @@ PIPELINE_CLASSES: dict[str, type[LatentImplicitPipeline]] = {cls.__name__: cls f
 
 
 def load_pipeline(path: str | Path) -> LatentImplicitPipeline:
-    """Whichever pipeline a saved folder holds (its model_index.json names the class)."""
-    index_file = Path(path) / "model_index.json"
-    try:
-        class_name = json.loads(index_file.read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError):
-        raise UserError(f"no readable model_index.json in {path}: pass a folder written by save_pretrained") from None
+    """Whichever pipeline a saved folder holds (its model_index.json names the class), or the bundled model
+    `path` names (bundled names are unique across pipelines)."""
+    for cls in PIPELINE_CLASSES.values():
+        if cls.bundled_path(path) is not None:
+            return cls.from_pretrained(path)
+    class_name = read_model_index(Path(path)).get("_class_name")
     if class_name not in PIPELINE_CLASSES:
         raise UserError(f"{path} holds a {class_name!r}, not one of {', '.join(PIPELINE_CLASSES)}")
     return PIPELINE_CLASSES[class_name].from_pretrained(path)

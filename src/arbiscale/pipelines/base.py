@@ -25,9 +25,9 @@ from ..sampling.schedulers import SAMPLERS, make_scheduler, training_schedule_of
 SCHEDULER_CLASSES = {cls.__name__: cls for cls, _ in SAMPLERS.values()} | {"DDIMScheduler": SAMPLERS["ddim"][0]}
 
 
-def bundled_model_dir(name: str) -> Path:
-    """Where the bundled model called `name` ("sr" or "gen") ships inside the package."""
-    return Path(str(resources.files("arbiscale") / "weights" / name))
+def bundled_model_dir(folder: str) -> Path:
+    """Where the bundled model stored in `folder` (a value of `bundled_models`) ships inside the package."""
+    return Path(str(resources.files("arbiscale") / "weights" / folder))
 
 
 def images_to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -44,7 +44,7 @@ class LatentImplicitPipeline(DiffusionPipeline):
 
     task: str = ""
     command: str = ""
-    bundled_name: str = ""  # the folder under arbiscale/weights that `from_pretrained()` loads
+    bundled_models: dict[str, str] = {}  # name -> folder under arbiscale/weights; the first is the default
 
     def __init__(self, autoencoder: ImplicitAutoencoder, denoiser: LatentDenoiser, scheduler: SchedulerMixin) -> None:
         super().__init__()
@@ -61,26 +61,35 @@ class LatentImplicitPipeline(DiffusionPipeline):
         self.register_modules(autoencoder=autoencoder, denoiser=denoiser, scheduler=scheduler)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None) -> "LatentImplicitPipeline":
-        """Load a folder written by `save_pretrained` (None: the model bundled with the package), refusing
-        any weight that does not fit its config."""
+    def bundled_path(cls, path: str | Path | None) -> Path | None:
+        """The bundled folder that `path` names (None: the default model), or None when `path` is a folder of
+        the user's. A name that is also an existing folder means the folder."""
         if path is None:
-            path = bundled_model_dir(cls.bundled_name)
+            path = next(iter(cls.bundled_models))
+        if isinstance(path, str) and path in cls.bundled_models and not Path(path).exists():
+            return bundled_model_dir(cls.bundled_models[path])
+        return None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> "LatentImplicitPipeline":
+        """Load a folder written by `save_pretrained`, or a bundled model by name (`bundled_models`; None:
+        the default one), refusing any weight that does not fit its config."""
+        if (bundled := cls.bundled_path(path)) is not None:
+            path = bundled
             if not (path / "model_index.json").is_file():
                 raise UserError(f"no bundled model is installed (expected {path}): pass the folder of a saved model")
             if (problem := manifest_problem(path)) is not None:
                 raise CheckpointMismatchError(f"the bundled model in {path} is damaged ({problem}): reinstall arbiscale")
         path = Path(path)
-        index_file = path / "model_index.json"
-        if not index_file.is_file():
-            raise UserError(f"no arbiscale model at {path}: expected a folder with model_index.json (written by save_pretrained)")
-        try:
-            index = json.loads(index_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise CheckpointMismatchError(f"cannot read {index_file} ({error}): re-save the model") from None
+        if not path.exists():
+            raise UserError(
+                f"{path} is neither a folder nor a bundled model's name ({', '.join(cls.bundled_models)}): pass one of them "
+                "or a folder written by save_pretrained"
+            )
+        index = read_model_index(path)
         if index.get("_class_name") != cls.__name__:
             raise UserError(
-                f"{path} is a saved {index.get('_class_name')}, but `arbiscale {cls.command}` needs a saved {cls.__name__}: pass the right --model"
+                f"{path} is a saved {index.get('_class_name')}, but `arbiscale {cls.command}` needs a saved {cls.__name__}: give its folder as `path`"
             )
         autoencoder = load_component(ImplicitAutoencoder, path / "autoencoder")
         denoiser = load_component(LatentDenoiser, path / "denoiser")
@@ -117,6 +126,20 @@ class LatentImplicitPipeline(DiffusionPipeline):
         for latent, image in zip(latents.split(1), images.split(1)):
             self.autoencoder.decode(latent, size, decode_chunk, out=image)
         return images.clamp_(-1, 1)
+
+
+def read_model_index(path: Path) -> dict:
+    """model_index.json of a saved pipeline folder (it names the pipeline class and each component's)."""
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise UserError(f"no arbiscale model at {path}: expected a folder with model_index.json (written by save_pretrained)")
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointMismatchError(f"cannot read {index_file} ({error}): re-save the model") from None
+    if not isinstance(index, dict):
+        raise CheckpointMismatchError(f"{index_file} is not a JSON object: re-save the model")
+    return index
 
 
 def load_scheduler(path: Path, entry: list | None) -> SchedulerMixin:

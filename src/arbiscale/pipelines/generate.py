@@ -12,6 +12,7 @@ import torch
 from diffusers.utils import BaseOutput
 from PIL import Image
 
+from ..choices import BUNDLED_GENERATORS, GENERATION_DDIM_ETA
 from ..errors import UserError
 from ..geometry import format_size
 from ..sampling.sample import Generator, sample_latents
@@ -37,7 +38,8 @@ class GenerationPipeline(LatentImplicitPipeline):
 
     task = "gen"
     command = "generate"
-    bundled_name = "gen"
+    bundled_models = BUNDLED_GENERATORS
+    default_ddim_eta = GENERATION_DDIM_ETA
 
     @torch.no_grad()
     def __call__(

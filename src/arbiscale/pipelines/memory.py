@@ -150,7 +150,7 @@ def plan_tiles(
     if free <= 0:
         raise UserError(
             f"a {format_size(out_size)} output needs more than {readable(whole_images)} for its whole-image "
-            f"tensors alone, over the {readable(budget)} budget: raise --max-memory or ask for a smaller output"
+            f"tensors alone, over the {readable(budget)} budget: raise `max_memory` or ask for a smaller output"
         )
     multiple = denoiser.size_multiple
     if tile_size is not None and (tile_size < multiple or tile_size % multiple):
@@ -164,7 +164,7 @@ def plan_tiles(
     else:
         sample_tile = tile_size if tile_size is not None else _largest_tile(unet_fits, min(default_tile, max(height, width)), multiple)
         if sample_tile is None or not unet_fits(sample_tile):
-            raise UserError(f"sampling needs more memory than the {readable(budget)} budget leaves: raise --max-memory or lower --tile")
+            raise UserError(f"sampling needs more memory than the {readable(budget)} budget leaves: raise `max_memory` or lower `tile_size`")
         if sample_tile >= max(height, width):
             sample_tile = None
     # A quarter tile of overlap: with less, the error next to tile edges (where a tile's UNet saw
@@ -192,15 +192,15 @@ def plan_tiles(
     if code_tile is None and not code_fits(max(height, width)):
         code_tile = _largest_tile(code_fits, min(MAX_CODE_TILE, max(height, width)), 1)
         if code_tile is None:
-            raise UserError(f"decoding needs more memory than the {readable(budget)} budget leaves: raise --max-memory")
+            raise UserError(f"decoding needs more memory than the {readable(budget)} budget leaves: raise `max_memory`")
     elif code_tile is not None and not code_fits(code_tile):
-        raise UserError(f"decoding a tile of {code_tile} cells needs more than the {readable(budget)} budget: lower --tile or raise --max-memory")
+        raise UserError(f"decoding a tile of {code_tile} cells needs more than the {readable(budget)} budget: lower `tile_size` or raise `max_memory`")
     if code_tile is not None and code_tile >= max(height, width):
         code_tile = None
     window = window_cells(code_tile or max(height, width), decoder_halo)
     chunk_room = (free - feature_decoder_bytes(autoencoder, window)) // query_bytes(autoencoder)
     if chunk_room < 1:
-        raise UserError(f"decoding needs more memory than the {readable(budget)} budget leaves: raise --max-memory or lower --tile")
+        raise UserError(f"decoding needs more memory than the {readable(budget)} budget leaves: raise `max_memory` or lower `tile_size`")
     # The statistics pass of tiled encoding/decoding holds its sample of windows all at once.
     window_bytes = max(
         encoder_bytes(autoencoder, window_cells(code_tile or max(height, width), encoder_halo) * factor**2), feature_decoder_bytes(autoencoder, window)

@@ -181,6 +181,25 @@ def tiled_encode(autoencoder: ImplicitAutoencoder, images: torch.Tensor, tile: i
     return torch.cat(latents)
 
 
+def tiled_features(network: nn.Module, images: torch.Tensor, tile: int, halo: int | None = None) -> torch.Tensor:
+    """`network(images)` in windows of at most `tile` x `tile` pixels plus a halo of its receptive radius, for a
+    fully convolutional network that keeps the resolution and normalises nothing over the image (LIIF's EDSR and
+    RDN encoders): each window's core is what the whole-image pass computes there, so the result is the same
+    while the network's activations only ever cover one window."""
+    halo = receptive_radius(network) if halo is None else halo
+    windows = tile_windows(tuple(images.shape[-2:]), tile, halo)
+    if len(windows) == 1:
+        return network(images)
+    features = None
+    for window in windows:
+        part = network(images[..., window.rows, window.cols])
+        if features is None:
+            features = part.new_empty((*part.shape[:2], *images.shape[-2:]))
+        top, bottom, left, right = window.core_box()
+        features[..., window.core_rows, window.core_cols] = part[..., top:bottom, left:right]
+    return features
+
+
 def first_pixel(cell: int, cells: int, pixels: int) -> int:
     """The first of `pixels` output pixels whose centre (2i + 1) / 2P lies at or past latent cell
     `cell` of `cells`: ceil((2 P c - n) / 2n), in integers so that no pixel is lost or doubled."""

@@ -29,7 +29,7 @@ import torch
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from ..choices import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING, PAPER_SAMPLING  # noqa: F401  (re-exported: the pipeline's defaults)
+from ..choices import BUNDLED_UPSCALERS, DEFAULT_DDIM_ETA, DEFAULT_SAMPLING, PAPER_SAMPLING  # noqa: F401  (re-exported: the pipeline's defaults)
 from ..data.images import image_to_tensor, resize
 from ..errors import UserError
 from ..sampling.sample import Generator, sample_latents
@@ -65,7 +65,7 @@ class UpscalePipeline(LatentImplicitPipeline):
 
     task = "sr"
     command = "upscale"
-    bundled_name = "sr"
+    bundled_models = BUNDLED_UPSCALERS
     default_ddim_eta = DEFAULT_DDIM_ETA
 
     def default_max_latent_side(self) -> int:

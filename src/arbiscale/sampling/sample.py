@@ -10,7 +10,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import UserError
-from ..models.unet import LatentDenoiser
+from .denoiser import Denoiser
 
 Generator = torch.Generator | list[torch.Generator] | None
 
@@ -30,7 +30,7 @@ def step_options(scheduler: SchedulerMixin, eta: float | None, generator: Genera
 
 @torch.no_grad()
 def sample_latents(
-    denoiser: LatentDenoiser,
+    denoiser: Denoiser,
     scheduler: SchedulerMixin,
     shape: tuple[int, int, int, int],
     condition: torch.Tensor | None = None,

@@ -14,14 +14,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from ..geometry import scaled_size
-
-
-def check_output_size(size: tuple[int, int]) -> tuple[int, int]:
-    """An explicit (H, W), refused unless it is two positive whole numbers."""
-    if len(size) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side <= 0 for side in size):
-        raise UserError(f"output size must be two positive whole numbers (H, W), got {tuple(size)}")
-    return int(size[0]), int(size[1])
+from ..geometry import check_output_size, scaled_size
 
 
 def output_size(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models.unet import LatentDenoiser
+from .denoiser import Denoiser, TileableDenoiser
 
 Tile = tuple[slice, slice]
 
@@ -71,7 +71,7 @@ def blend_weights(size: tuple[int, int], tiles: list[Tile]) -> list[torch.Tensor
 
 
 def blended_noise(
-    denoiser: LatentDenoiser,
+    denoiser: Denoiser,
     latents: torch.Tensor,
     timestep: torch.Tensor | int,
     condition: torch.Tensor | None,
@@ -97,7 +97,7 @@ def blended_noise(
 class TiledDenoiser(nn.Module):
     """A denoiser that runs on overlapping tiles and blends them: a drop-in for `sample_latents`."""
 
-    def __init__(self, denoiser: LatentDenoiser, tile: int, overlap: int, tile_batch: int = 1) -> None:
+    def __init__(self, denoiser: TileableDenoiser, tile: int, overlap: int, tile_batch: int = 1) -> None:
         super().__init__()
         if tile % denoiser.size_multiple:
             raise UserError(f"the tile size must be a multiple of {denoiser.size_multiple} latent cells, got {tile}")

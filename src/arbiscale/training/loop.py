@@ -28,6 +28,7 @@ model, so every process starts from the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -44,11 +45,12 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import parse_flag_from_env, set_seed
 from diffusers.training_utils import EMAModel
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm.auto import tqdm
 
 from ..data.crops import item_generator
 from ..errors import UserError
+from ..pipelines.memory import check_free
 from ..precision import native_bf16
 from . import checkpoints
 
@@ -134,11 +136,11 @@ def _resume_point(run_dir: Path, resume: bool, accelerator: Accelerator) -> Path
     """The checkpoint to resume from, None for a fresh run; refuses to start over anything already there."""
     nearest = next(path for path in (run_dir, *run_dir.parents) if path.exists())
     if not nearest.is_dir():
-        raise UserError(f"--out {run_dir}: {nearest} is a file: choose a folder for the run")
+        raise UserError(f"`out_dir` {run_dir}: {nearest} is a file: choose a folder for the run")
     occupied = run_dir.exists() and any(run_dir.iterdir())
     if not resume:
         if occupied:
-            raise UserError(f"run folder {run_dir} is not empty: pass --resume to continue that run, or choose a new --out")
+            raise UserError(f"run folder {run_dir} is not empty: pass `resume` to continue that run, or choose a new `out_dir`")
         return None
     if not occupied:
         _warn(accelerator, f"nothing to resume in {run_dir}; starting a new run")
@@ -147,7 +149,7 @@ def _resume_point(run_dir: Path, resume: bool, accelerator: Accelerator) -> Path
     for line in damaged:
         _warn(accelerator, line)
     if found is None:
-        raise UserError(f"no intact checkpoint in {run_dir / checkpoints.CHECKPOINTS} to resume from: start a new run with another --out")
+        raise UserError(f"no intact checkpoint in {run_dir / checkpoints.CHECKPOINTS} to resume from: start a new run with another `out_dir`")
     return found
 
 
@@ -183,7 +185,7 @@ def _lock(run_dir: Path):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise UserError(f"run folder {run_dir} is in use by {holder}: wait for it to finish, or choose another --out") from None
+        raise UserError(f"run folder {run_dir} is in use by {holder}: wait for it to finish, or choose another `out_dir`") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"process {os.getpid()}")
@@ -207,29 +209,74 @@ def _trim_metrics(path: Path, last_step: int) -> None:
     os.replace(temp, path)
 
 
+@contextlib.contextmanager
+def _writing(what: Path, temp: Path, run_dir: Path):
+    """Turn a failed write (a full disk, a folder gone read-only) into one line; the half-written temp goes."""
+    try:
+        yield
+    except OSError as error:
+        shutil.rmtree(temp, ignore_errors=True)
+        newest = checkpoints.list_checkpoints(run_dir)
+        since = f"from {newest[-1].name}" if newest else "from the start"
+        raise UserError(
+            f"cannot write {what} ({error.strerror or error}): free space on that disk (or fix its permissions), "
+            f"then `resume` continues {since}"
+        ) from None
+
+
 def _save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int) -> None:
     final = checkpoints.checkpoint_dir(run_dir, step)
     temp = checkpoints.temp_dir(final)
-    if accelerator.is_main_process:
-        shutil.rmtree(temp, ignore_errors=True)
-        temp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        checkpoints.write_checkpoint_manifest(temp, step)
-        checkpoints.publish(temp, final)
-        checkpoints.prune(run_dir, keep)
-    accelerator.wait_for_everyone()
+    with _writing(final, temp, run_dir):
+        if accelerator.is_main_process:
+            shutil.rmtree(temp, ignore_errors=True)
+            temp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(temp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            checkpoints.write_checkpoint_manifest(temp, step)
+            checkpoints.publish(temp, final)
+            checkpoints.prune(run_dir, keep)
+        accelerator.wait_for_everyone()
 
 
 def _save_model(task: TrainingTask, model: nn.Module, run_dir: Path) -> Path:
     final = run_dir / MODEL_DIR
     temp = run_dir / f".tmp-{MODEL_DIR}"
-    shutil.rmtree(temp, ignore_errors=True)
-    task.save(model, temp)
-    checkpoints.publish(temp, final)
+    with _writing(final, temp, run_dir):
+        shutil.rmtree(temp, ignore_errors=True)
+        task.save(model, temp)
+        checkpoints.publish(temp, final)
     return final
+
+
+MEMORY_PROBE_ITEMS = (1, 2)  # the batch sizes of the forwards that measure a step's memory, before the first step
+
+
+def _check_step_memory(task: TrainingTask, model: nn.Module, accelerator: Accelerator, batch_size: int) -> None:
+    """Refuse, before the first step, a batch that cannot fit in the free memory. A step holds what autograd
+    saves for the backward pass, measured on forwards of one and two items (the difference is one item's
+    share), plus the weights, their gradients and Adam's two moments."""
+    saved = []
+    for count in MEMORY_PROBE_ITEMS:
+        items = [task.dataset[i % len(task.dataset)] for i in range(count)]
+        batch = {key: value.to(accelerator.device) for key, value in default_collate(items).items()}
+        total = 0
+
+        def count_bytes(tensor: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            total += tensor.numel() * tensor.element_size()
+            return tensor
+
+        devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices), torch.autograd.graph.saved_tensors_hooks(count_bytes, lambda tensor: tensor), accelerator.autocast():
+            task.loss(model, batch)  # with the random state restored after, so the run draws as it would without the check
+        saved.append(total)
+    per_item = max(saved[1] - saved[0], 0)
+    state = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
+    need = state + max(saved[0] - per_item, 0) + batch_size * per_item
+    check_free(need, accelerator.device, f"a training step on a batch of {batch_size}", "lower `batch_size`")
 
 
 def _mean_across_processes(accelerator: Accelerator, sums: dict[str, float], count: int) -> dict[str, float]:
@@ -252,11 +299,11 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
         settings = replace(settings, mixed_precision=_auto_precision())
     if settings.mixed_precision == "fp16" and PartialState().device.type == "cpu":
         # accelerate would silently train in fp32 while the run records fp16
-        raise UserError("--mixed-precision fp16 needs a GPU: use 'bf16' or 'no' on the CPU")
+        raise UserError("`mixed_precision` fp16 needs a GPU: use 'bf16' or 'no' on the CPU")
     try:
         accelerator = Accelerator(mixed_precision=settings.mixed_precision)
     except ValueError as error:
-        raise UserError(f"--mixed-precision {settings.mixed_precision} is not available here ({error}): use 'no' or 'bf16'") from None
+        raise UserError(f"`mixed_precision` {settings.mixed_precision} is not available here ({error}): use 'no' or 'bf16'") from None
     run_dir = Path(settings.out_dir)
     resume_from = _resume_point(run_dir, settings.resume, accelerator)
     accelerator.wait_for_everyone()
@@ -266,7 +313,7 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
         lock = _lock(run_dir)
         changed = _changes(run_dir, settings) if resume_from is not None else []
         if changed and not settings.allow_changes:
-            raise UserError(f"--resume would change the run in {run_dir} ({'; '.join(changed)}): pass --allow-changes to continue anyway")
+            raise UserError(f"`resume` would change the run in {run_dir} ({'; '.join(changed)}): pass `allow_changes` to continue anyway")
         for line in changed:
             _warn(accelerator, f"resuming with a change: {line}")
         if resume_from is None or changed:
@@ -286,11 +333,12 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
         num_workers=settings.num_workers, pin_memory=accelerator.device.type == "cuda",
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    _check_step_memory(task, model, accelerator, settings.batch_size)
     batches_per_epoch = len(loader)
     if batches_per_epoch == 0:
         raise UserError(
             f"the dataset has {len(task.dataset)} items, fewer than one batch of {settings.batch_size} per process "
-            f"x {accelerator.num_processes} processes: lower --batch-size"
+            f"x {accelerator.num_processes} processes: lower `batch_size`"
         )
     unwrapped = accelerator.unwrap_model(model)
     ema = EMAModel(unwrapped.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
@@ -301,14 +349,14 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
     if resume_from is not None:
         step = checkpoints.checkpoint_step(resume_from)
         if step > settings.steps:
-            raise UserError(f"the run in {run_dir} is already at step {step}, past --steps {settings.steps}: pass a larger --steps")
+            raise UserError(f"the run in {run_dir} is already at step {step}, past `steps` {settings.steps}: pass a larger `steps`")
         try:
             accelerator.load_state(str(resume_from))
         except (OSError, RuntimeError, ValueError, KeyError, EOFError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise UserError(
                 f"checkpoint {resume_from} cannot be loaded ({first_line}): delete it to resume from the one before, "
-                "or check that --preset matches the run"
+                "or check that `preset` matches the run"
             ) from error
         if accelerator.is_main_process:
             print(f"arbiscale: resuming from {resume_from} (step {step})", file=sys.stderr)
@@ -364,7 +412,7 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
             if step % settings.log_every == 0 or last:
                 record.update(_mean_across_processes(accelerator, sums, count))
                 if not math.isfinite(record["loss"]):
-                    raise UserError(f"the loss became {record['loss']} by step {step}: lower --lr or use --mixed-precision no")
+                    raise UserError(f"the loss became {record['loss']} by step {step}: lower `lr` or use `mixed_precision` no")
                 record["lr"] = optimizer.param_groups[0]["lr"]
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
                 sums, count = {}, 0

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..presets import get_preset
-from .train import add_data_options, add_run_options, report_saved, start_photo_run
+from ...presets import get_preset
+from .options import add_data_options, add_run_options, report_saved, start_photo_run
 
 
-def register_liif(stages: argparse._SubParsersAction) -> None:
+def register(stages: argparse._SubParsersAction) -> None:
     parser = stages.add_parser(
         "liif",
         help="the LIIF baseline: EDSR-baseline encoder + implicit head, L1 regression",
@@ -22,19 +22,20 @@ def register_liif(stages: argparse._SubParsersAction) -> None:
     add_data_options(parser)
     add_run_options(parser, default_steps=20000)
     parser.add_argument("--num-queries", type=int, help="target pixels sampled per window (default: input height x width, as LIIF)")
-    parser.set_defaults(run=run_liif)
+    parser.set_defaults(run=run)
 
 
-def run_liif(args: argparse.Namespace) -> int:
-    from ..models.liif import LIIF
-    from ..training.liif import DownscaledWindows, LIIFTask, validation_references
-    from ..training.loop import train
+def run(args: argparse.Namespace) -> int:
+    from ...models.liif import LIIF
+    from ...training.liif import DownscaledWindows, LIIFTask, validation_references
+    from ...training.loop import train
 
     preset = get_preset(args.preset)
     settings, train_paths, val_paths = start_photo_run(args, preset, preset.liif_lr)
     liif = LIIF(**preset.liif)
     dataset = DownscaledWindows(
         train_paths, preset.latent_size, num_queries=args.num_queries, length=max(len(train_paths), 100 * settings.batch_size), seed=args.seed,
+        augment=args.augment,
     )
     task = LIIFTask(liif, dataset, validation_references(val_paths, preset.latent_size, seed=args.seed))
     report_saved("LIIF model", train(task, settings))

@@ -1,46 +1,19 @@
-"""`arbiscale train STAGE ...`: one sub-command per training stage, all on the shared training loop.
-
-Adding a stage (e.g. `train ldm`): write `cli/train_<stage>.py` with `register(stages)` that calls
-`stages.add_parser(...)`, adds `add_run_options(parser, ...)` (and `add_data_options` if it reads
-photos), builds its settings with `settings_from_args`, and sets `run`; then add one line to
-`STAGES` below.
-
-Several processes (DDP): `accelerate launch --multi_gpu --num_processes N -m arbiscale.cli.main train ...`;
-on a machine without GPUs, prefix `ACCELERATE_USE_CPU=1` (gloo). `accelerate launch --cpu` starts only
-one process unless MPI is set up.
-"""
+"""What the `train` stages share: data, run and crop options, validated settings, and the start of a run."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..choices import HEAD_BLENDS
-from ..errors import UserError
-from ..presets import PRESETS, Preset, get_preset
+from ...choices import AUGMENTATIONS
+from ...errors import UserError
+from ...presets import PRESETS, Preset
 
 if TYPE_CHECKING:
-    from ..training.loop import TrainSettings
-
-# (module, function) registering one `train` sub-command; imported lazily so stages may import this module.
-STAGES: list[tuple[str, str]] = [
-    ("arbiscale.cli.train", "register_autoencoder"),
-    ("arbiscale.cli.train", "register_decoder"),
-    ("arbiscale.cli.train_diffusion", "register_ldm"),
-    ("arbiscale.cli.train_diffusion", "register_align"),
-    ("arbiscale.cli.train_liif", "register_liif"),
-]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train one stage of the model", description="Train one stage of the model; each stage is a sub-command.")
-    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for module, function in STAGES:
-        getattr(importlib.import_module(module), function)(stages)
+    from ...training.loop import TrainSettings
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -48,11 +21,16 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-data", type=Path, help="folder of validation images (default: a few crops of the training images)")
     parser.add_argument("--split", type=Path, help="text file listing the training images to use, relative to --data, one a line")
     parser.add_argument("--val-split", type=Path, help="text file listing validation images, relative to --val-data (or --data)")
+    parser.add_argument(
+        "--augment", choices=AUGMENTATIONS, default="dihedral",
+        help="symmetries training crops are drawn under: dihedral (all 8 flips and turns, for photos; default), "
+        "flip (left-right only, for emoji, faces, text), none",
+    )
 
 
 def validation_paths(args: argparse.Namespace, train_paths: list[Path]) -> list[Path]:
     """The validation images: --val-data and/or --val-split, else the training images."""
-    from ..data.images import list_images
+    from ...data.images import list_images
 
     if args.val_data is None and args.val_split is None:
         return train_paths
@@ -111,7 +89,7 @@ _NOT_RUN_INPUTS = {
 
 def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: float) -> TrainSettings:
     """Validated `TrainSettings` from the shared options; preset values fill what was not given."""
-    from ..training.loop import TrainSettings
+    from ...training.loop import TrainSettings
 
     for name in ("steps", "batch-size", "lr", "checkpoint-every", "validate-every", "log-every"):
         check_positive(args, name)
@@ -149,7 +127,7 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
 def start_photo_run(args: argparse.Namespace, preset: Preset, default_lr: float) -> tuple[TrainSettings, list[Path], list[Path]]:
     """Settings and (training, validation) photos of a stage trained on photo crops with --num-queries,
     after its checks; seeds the run last, so that the model built next starts from --seed's weights."""
-    from ..data.images import list_images
+    from ...data.images import list_images
 
     settings = settings_from_args(args, preset, default_lr)
     check_positive(args, "num-queries")
@@ -168,74 +146,49 @@ def report_saved(what: str, directory: Path) -> None:
         print(f"saved the {what} to {directory}", file=sys.stderr)
 
 
-def register_autoencoder(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser(
-        "autoencoder",
-        help="stage 1: encoder + implicit neural decoder",
-        description="Stage 1: train the encoder and the implicit decoder to reconstruct photo crops at random scales.",
-    )
-    add_data_options(parser)
-    add_run_options(parser, default_steps=20000)
+def add_reconstruction_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-queries", type=int, help="target pixels sampled per crop (default: latent height x width)")
-    parser.set_defaults(run=run_autoencoder)
-
-
-def register_decoder(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser(
-        "decoder",
-        help="stage 1b: fine-tune the implicit decoder of a trained autoencoder, encoder frozen",
-        description="Fine-tune the implicit decoder (feature decoder + head) of a trained autoencoder with its encoder "
-        "frozen: the latents stay the same, so denoisers trained on them keep working with the new decoder "
-        "(swap it into their pipeline folder's autoencoder/). --head-blend converts the head first.",
-    )
-    parser.add_argument("--autoencoder", required=True, type=Path, help="the autoencoder folder to start from (e.g. MODEL/autoencoder)")
     parser.add_argument(
-        "--head-blend", choices=HEAD_BLENDS,
-        help="outputs: each ensemble neighbour runs the whole MLP (LIIF, the paper); first-layer: neighbours blended "
-        "after the first layer, about 4x less work per output pixel (default: keep the autoencoder's)",
+        "--renders", type=Path,
+        help="a vector set's folder (scripts/build_vector_set.py) with exact renders of the --data images at larger "
+        "sides, RENDERS/<side>/<file name>: the decoder learns the true render at a random side up to --max-scale x "
+        "the input, instead of a resized crop; --data is then RENDERS/<input side>",
     )
-    add_data_options(parser)
-    add_run_options(parser, default_steps=10000)
-    parser.add_argument("--num-queries", type=int, help="target pixels sampled per crop (default: latent height x width)")
-    parser.set_defaults(run=run_decoder)
+    parser.add_argument("--max-scale", type=float, default=8.0, help="with --renders: the largest target side over the input side (default 8)")
 
 
-def run_autoencoder(args: argparse.Namespace) -> int:
-    from ..models.autoencoder import ImplicitAutoencoder
-
-    preset = get_preset(args.preset)
-    settings, train_paths, val_paths = start_photo_run(args, preset, preset.autoencoder_lr)
-    return _train_reconstruction(ImplicitAutoencoder(**preset.autoencoder), preset, settings, train_paths, val_paths, args.num_queries, train_encoder=True)
-
-
-def run_decoder(args: argparse.Namespace) -> int:
-    from ..models.autoencoder import ImplicitAutoencoder, with_head_blend
-    from ..models.loading import load_component
-
-    preset = get_preset(args.preset)
-    settings, train_paths, val_paths = start_photo_run(args, preset, preset.autoencoder_lr)
-    autoencoder = load_component(ImplicitAutoencoder, args.autoencoder)
-    if args.head_blend is not None and args.head_blend != autoencoder.config.head_blend:
-        try:
-            autoencoder = with_head_blend(autoencoder, args.head_blend)
-        except ValueError as error:
-            raise UserError(f"{args.autoencoder}: {error}; start from an autoencoder with the default head") from None
-    return _train_reconstruction(autoencoder, preset, settings, train_paths, val_paths, args.num_queries, train_encoder=False)
-
-
-def _train_reconstruction(
-    autoencoder, preset: Preset, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path], num_queries: int | None, train_encoder: bool,
-) -> int:
-    """Train `autoencoder` (all of it, or its decoder alone) to reconstruct crops of `train_paths` at random scales."""
-    from ..data.crops import ArbitraryScaleCrops
-    from ..training.autoencoder import AutoencoderTask, validation_crops
-    from ..training.loop import train
-
-    factor = autoencoder.downsample_factor
-    dataset = ArbitraryScaleCrops(
-        train_paths, preset.latent_size, factor, num_queries=num_queries,
-        length=max(len(train_paths), 100 * settings.batch_size), seed=settings.seed,
+def add_crop_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-lr-factor", type=float, default=1.5, help="SR: smallest degradation of the condition (default 1.5)")
+    parser.add_argument("--max-lr-factor", type=float, default=8.0, help="SR: largest degradation of the condition (default 8)")
+    parser.add_argument("--num-queries", type=int, help="target pixels per crop for the alignment loss (default: latent height x width)")
+    parser.add_argument(
+        "--latent-cache", type=int, default=16384,
+        help="encode this many training crops once with the frozen encoder and train on that pool, kept in the run "
+        "folder for --resume (default 16384, 1 GB, about 6 minutes on 2 CPU cores; 0: encode fresh crops at every step, "
+        "1.7x the time per step)",
     )
-    task = AutoencoderTask(autoencoder, dataset, validation_crops(val_paths, preset.latent_size, factor, seed=settings.seed), train_encoder=train_encoder)
-    report_saved("autoencoder" if train_encoder else "fine-tuned autoencoder", train(task, settings))
-    return 0
+
+
+def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_factor: int, batch_size: int):
+    """(training dataset, validation batch) of HR crops, with the SR condition when task is 'sr'."""
+    from ...data.crops import ArbitraryScaleCrops
+    from ...data.images import list_images
+    from ...training.diffusion import SuperResolutionCrops, first_items
+
+    for name in ("min-lr-factor", "max-lr-factor", "num-queries"):
+        check_positive(args, name)
+    check_positive(args, "latent-cache", allow_zero=True)
+    if not 1 <= args.min_lr_factor <= args.max_lr_factor:
+        raise UserError(f"need 1 <= --min-lr-factor <= --max-lr-factor, got {args.min_lr_factor} and {args.max_lr_factor}")
+    train_paths = list_images(args.data, args.split)
+    val_paths = validation_paths(args, train_paths)
+
+    def crops(paths, length: int, deterministic: bool):
+        items = ArbitraryScaleCrops(
+            paths, preset.latent_size, downsample_factor, num_queries=args.num_queries,
+            length=length, seed=args.seed, deterministic=deterministic, augment=args.augment,
+        )
+        return SuperResolutionCrops(items, args.min_lr_factor, args.max_lr_factor) if task == "sr" else items
+
+    training = crops(train_paths, max(len(train_paths), 100 * batch_size), deterministic=False)
+    return training, first_items(crops(val_paths, 8, deterministic=True), 8)

@@ -22,14 +22,12 @@ from diffusers.models.unets.unet_2d_blocks import (
 )
 from torch import nn
 
-from ..data.images import resize
 from ..errors import UserError
-from ..geometry import cell_size, coord_grid
+from ..geometry import cell_size, check_output_size, coord_grid, resize
+from ..models.implicit_head import ImplicitHead
 from ..presets import Preset, get_preset
 from ..sampling.sample import Generator, sample_latents
 from ..sampling.schedulers import make_scheduler
-from ..sampling.sizes import check_output_size
-from .implicit_head import ImplicitHead
 
 
 def render(head: ImplicitHead, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -3,12 +3,12 @@ import pytest
 import torch
 from skimage import data
 
+from arbiscale.baselines.bicubic import bicubic_upscale
+from arbiscale.baselines.idm import IDMStyleSR
 from arbiscale.data.images import resize
 from arbiscale.errors import UserError
 from arbiscale.geometry import cell_size, coord_grid, scaled_size
 from arbiscale.models import load_component
-from arbiscale.models.bicubic import bicubic_upscale
-from arbiscale.models.idm import IDMStyleSR
 from arbiscale.models.liif import LIIF
 
 

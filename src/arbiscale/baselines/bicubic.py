@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.images import resize
-from ..sampling.sizes import check_output_size
+from ..geometry import check_output_size, resize
 
 
 def bicubic_upscale(lr_images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -241,3 +241,13 @@ def test_resuming_refuses_a_different_model_or_fewer_steps(tmp_path, photo_dir):
     with pytest.raises(UserError, match="cannot be loaded") as excinfo:
         train(other, settings(run_dir, 4, resume=True))
     assert "\n" not in str(excinfo.value)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path, photo_dir, capsys):
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(autoencoder_task(photo_dir, init_seed=0, crash_at=2), settings(run_dir, 8))
+    assert not list_checkpoints(run_dir) and [line["step"] for line in metric_lines(run_dir)] == [1]
+    train(autoencoder_task(photo_dir, init_seed=0), settings(run_dir, 4, resume=True))
+    assert "stopped before its first checkpoint" in capsys.readouterr().err
+    assert [line["step"] for line in metric_lines(run_dir)] == [1, 2, 3, 4]  # the attempt's line is gone, not doubled

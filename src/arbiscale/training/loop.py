@@ -148,6 +148,9 @@ def _resume_point(run_dir: Path, resume: bool, accelerator: Accelerator) -> Path
     found, damaged = checkpoints.newest_intact(run_dir)
     for line in damaged:
         _warn(accelerator, line)
+    if found is None and not damaged and (run_dir / SETTINGS_FILE).is_file():  # a run stopped before its first checkpoint
+        _warn(accelerator, f"the run in {run_dir} stopped before its first checkpoint; starting it again from step 0")
+        return None
     if found is None:
         raise UserError(f"no intact checkpoint in {run_dir / checkpoints.CHECKPOINTS} to resume from: start a new run with another `out_dir`")
     return found
@@ -360,7 +363,8 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
             ) from error
         if accelerator.is_main_process:
             print(f"arbiscale: resuming from {resume_from} (step {step})", file=sys.stderr)
-            _trim_metrics(run_dir / METRICS_FILE, step)
+    if accelerator.is_main_process:
+        _trim_metrics(run_dir / METRICS_FILE, step)  # a restart from step 0 drops every line of the attempt before
     accelerator.wait_for_everyone()
 
     def validate() -> dict[str, float]:

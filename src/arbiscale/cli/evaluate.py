@@ -312,6 +312,7 @@ def run_gen(args: argparse.Namespace) -> int:
 
 
 def run_renders(args: argparse.Namespace) -> int:
+    from ..data.renders import render_sides
     from ..evaluation.renders import REPORT_FILES, RenderEvalConfig, evaluate_renders, write_renders_report
     from ..evaluation.report import check_report_dir
     from ..pipelines import GenerationPipeline
@@ -328,7 +329,7 @@ def run_renders(args: argparse.Namespace) -> int:
     autoencoder = pipe.autoencoder
     training_side = pipe.denoiser.config.sample_size[0] * autoencoder.downsample_factor
     input_side = int_at_least(args.input_side, "--input-side") if args.input_side is not None else training_side
-    sides = tuple(sorted(int(entry.name) for entry in root.iterdir() if entry.is_dir() and entry.name.isdigit() and int(entry.name) > input_side))
+    sides = tuple(render_sides(root, input_side + 1))
     if not (root / str(input_side)).is_dir() or not sides:
         raise UserError(f"--renders {root} needs a {input_side}/ folder (the input side) and larger ones; choose --input-side from its folders")
     split = Path(args.split) if args.split is not None else root / str(input_side) / "val.txt"

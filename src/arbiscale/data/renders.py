@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 from .crops import item_generator, load_uint8, random_symmetry, sample_queries, uint8_to_float
 
 
-def render_sides(root: Path, input_side: int, max_side: int) -> list[int]:
-    """The sides from `input_side` to `max_side` that `root` has a `<side>/` folder for, ascending."""
+def render_sides(root: Path, input_side: int, max_side: int | None = None) -> list[int]:
+    """The sides from `input_side` to `max_side` (None: no bound) that `root` has a `<side>/` folder for, ascending."""
     sides = sorted(int(entry.name) for entry in root.iterdir() if entry.is_dir() and entry.name.isdigit())
-    return [side for side in sides if input_side <= side <= max_side]
+    return [side for side in sides if input_side <= side and (max_side is None or side <= max_side)]
 
 
 class TrueRenders(Dataset):

@@ -193,7 +193,7 @@ def evaluate_gen(
         }
         size = rows[0][-1].shape[-2:] if rows else None
         for row, i in zip(rows, index):
-            row.append(resize(image_to_tensor(load_image(config.neighbours[i]))[None], tuple(size))[0].clamp(-1, 1))
+            row.append(resize(image_to_tensor(load_image(config.neighbours[i]))[None], tuple(size))[0])
     return results, rows
 
 

@@ -55,8 +55,8 @@ def evaluate_renders(
                 decoded = autoencoder.decode(latent, (side, side), config.decode_chunk).clamp(-1, 1)
             outputs = {
                 "decoder": quantize_8bit(decoded),
-                "decode + bicubic": quantize_8bit(resize(quantize_8bit(small), (side, side)).clamp(-1, 1)),
-                "bicubic": quantize_8bit(resize(image, (side, side)).clamp(-1, 1)),
+                "decode + bicubic": quantize_8bit(resize(quantize_8bit(small), (side, side))),
+                "bicubic": quantize_8bit(resize(image, (side, side))),
             }
             for method, output in outputs.items():
                 scores[side][method]["psnr"].append(psnr(output, exact).item())

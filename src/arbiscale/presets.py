@@ -36,6 +36,11 @@ class Preset:
     liif: dict = field(default_factory=dict)
     liif_lr: float = 1e-4
 
+    @property
+    def downsample_factor(self) -> int:
+        """Image pixels per latent cell of the preset's autoencoder (2 per level after the first), without building it."""
+        return 2 ** (len(self.autoencoder["channel_mult"]) - 1)
+
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(

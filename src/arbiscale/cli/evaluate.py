@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "score the outputs against the originals and write results.json, report.md, a metric-vs-scale plot and grids.",
     )
     _add_common(
-        sr, f"a bundled upscaler's name ({', '.join(BUNDLED_UPSCALERS)}), a saved UpscalePipeline folder, or a LIIF model folder "
-        "(RUN_DIR/model of `train liif`); omit to evaluate only --baseline methods",
+        sr, f"a bundled upscaler's name ({', '.join(BUNDLED_UPSCALERS)}), a saved UpscalePipeline folder, or a LIIF or "
+        "IDM-style model folder (RUN_DIR/model of `train liif` or `train idm`; IDM samples with the same options); omit to evaluate only --baseline methods",
         **UPSCALE_SAMPLING,
     )
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
@@ -180,6 +180,7 @@ def _sampler_header(settings: dict, used: bool, pipeline_class) -> dict:
 
 
 def run_sr(args: argparse.Namespace) -> int:
+    from ..baselines.idm import IDMStyleSR
     from ..data.eval_sets import open_eval_set
     from ..evaluation.report import check_report_dir
     from ..evaluation.sr import SrEvalConfig, evaluate_sr, evaluated_methods, report_files, write_sr_report
@@ -194,7 +195,7 @@ def run_sr(args: argparse.Namespace) -> int:
         raise UserError("nothing to evaluate: give --model DIR, or --baseline bicubic to evaluate a baseline only")
     samples = int_at_least(args.samples, "--samples")
     pipe = load_sr_model(args.model, device) if args.model is not None else None
-    sampled = isinstance(pipe, UpscalePipeline)
+    sampled = isinstance(pipe, (UpscalePipeline, IDMStyleSR))
     upscale = upscale_settings(args)
     config = SrEvalConfig(
         scales=scales,

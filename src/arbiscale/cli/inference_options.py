@@ -195,11 +195,13 @@ def load_pipeline(pipeline_class: type[LatentImplicitPipeline], folder: str | No
 
 
 def load_sr_model(folder: str | None, device, progress: bool = False):
-    """An upsampler folder, told apart by its files: an UpscalePipeline has model_index.json, a LIIF
-    model a config.json that names the LIIF class (what save_pretrained and `convert liif` write).
-    A bundled model's name (None: the default) is an UpscalePipeline. `progress`: the pipeline's sampling progress bar."""
+    """An upsampler folder, told apart by its files: an UpscalePipeline has model_index.json, a LIIF or
+    IDM-style model a config.json that names its class (what save_pretrained, `train liif|idm` and
+    `convert liif` write). A bundled model's name (None: the default) is an UpscalePipeline.
+    `progress`: the sampling progress bar."""
     import json
 
+    from ..baselines.idm import IDMStyleSR
     from ..models.liif import LIIF
     from ..models.loading import load_component
     from ..pipelines import UpscalePipeline
@@ -207,17 +209,18 @@ def load_sr_model(folder: str | None, device, progress: bool = False):
     path = Path(folder) if folder is not None else None
     if path is None or UpscalePipeline.bundled_path(folder) is not None or (path / "model_index.json").is_file():
         return load_pipeline(UpscalePipeline, folder, device, progress)
+    single_models = {cls.__name__: cls for cls in (LIIF, IDMStyleSR)}
     try:
         class_name = json.loads((path / LIIF.config_name).read_text(encoding="utf-8")).get("_class_name")
     except (OSError, ValueError, AttributeError):
         class_name = None
-    if class_name != LIIF.__name__:
-        found = f"a saved {class_name}" if class_name else "no model_index.json or LIIF config.json"
+    if class_name not in single_models:
+        found = f"a saved {class_name}" if class_name else "no model_index.json or config.json"
         raise UserError(
             f"--model {folder} holds {found}: pass a bundled model's name ({', '.join(UpscalePipeline.bundled_models)}) "
-            "or a saved UpscalePipeline or LIIF model folder (RUN_DIR/model)"
+            "or a saved UpscalePipeline, LIIF or IDM-style model folder (RUN_DIR/model)"
         )
-    return load_component(LIIF, path).to(device)
+    return load_component(single_models[class_name], path).to(device).eval()
 
 
 def refuse_existing(args: argparse.Namespace, paths: list[Path]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+# Options of the latent pipeline's working size and tiling, which an IDM-style model (one image-space
+# sampling at the output size) has no use for: flag -> argparse attribute.
+IDM_UNUSED = {"--tile": "tile", "--tile-overlap": "tile_overlap", "--max-memory": "max_memory", "--max-latent-side": "max_latent_side"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -128,7 +132,9 @@ def with_alpha(image: Image.Image, alpha: Image.Image | None, suffix: str) -> Im
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    from tqdm.auto import tqdm
 
+    from ..baselines.idm import IDMStyleSR
     from ..data.images import image_to_tensor, load_image_with_alpha, save_image, tensor_to_image
     from ..geometry import format_size
     from ..models.liif import LIIF
@@ -161,9 +167,12 @@ def run(args: argparse.Namespace) -> int:
     # Several processes (accelerate launch): each takes every N-th input, so every output is written once.
     inputs, plan = inputs[state.process_index :: state.num_processes], plan[state.process_index :: state.num_processes]
     pipe = load_sr_model(args.model, device, progress=not args.no_progress)
-    regression = isinstance(pipe, LIIF)
+    regression, image_space = isinstance(pipe, LIIF), isinstance(pipe, IDMStyleSR)
     if regression and num_samples > 1:
         raise UserError(f"--model {args.model} is a LIIF model, which gives one output per input: drop --num-samples")
+    if image_space and (given := [flag for flag, value in IDM_UNUSED.items() if getattr(args, value) is not None]):
+        raise UserError(f"--model {args.model} is an IDM-style model, which samples the whole output at once: drop {given[0]}")
+    progress = partial(tqdm, desc="sampling", leave=False, disable=args.no_progress or None)
     failures = 0
     for (path, _), outputs in zip(inputs, plan):
         if args.skip_existing and all(output.exists() for output in outputs):
@@ -178,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
                 with torch.no_grad():
                     features = pipe.encode(lr) if tiling["tile_size"] is None else tiled_features(pipe.encoder, lr, tiling["tile_size"])
                 images = pipe.render(features, out_size)
+            elif image_space:
+                lr = image_to_tensor(rgb).unsqueeze(0).expand(num_samples, -1, -1, -1)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
+                    images = pipe.upscale(lr, out_size, generator=generators(seed, num_samples), progress_bar=progress, **settings)
             else:
                 images = pipe(
                     image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),

@@ -8,14 +8,18 @@ What a number means (also written into every report):
 - With K samples per input, each image's score is the mean over its K samples (image i, sample k is
   drawn with seed S + i*K + k, at every scale); diversity (K >= 2) is the mean pairwise absolute
   difference between them. Dataset numbers are means over images.
-- The model is a diffusion `UpscalePipeline` (method "ours") or the LIIF regression baseline (method
-  "liif"): deterministic, so it renders one output per input and sampler, steps and seeds do not apply.
+- The model is a diffusion `UpscalePipeline` (method "ours"), the IDM-style diffusion baseline (method
+  "idm", sampled with the same settings), or the LIIF regression baseline (method "liif"):
+  deterministic, so it renders one output per input and sampler, steps and seeds do not apply.
+- "seconds" is the wall time of each method's upsampling call per output image, on the machine and
+  with the threads of this run (shared or not): compare methods within one report.
 - Sharding: process p of n evaluates images p, p+n, ...; the records are gathered on the main process,
   sorted by image, and reduced there, so the report does not depend on the number of processes.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +29,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
+from ..baselines.idm import IDMStyleSR
 from ..choices import SR_BASELINES as BASELINES
 from ..data.eval_sets import LR_FILE_SOURCE, EvalPair, EvalSet, load_hr, make_pair
 from ..data.images import save_image
@@ -46,6 +51,9 @@ from .report import (
 
 OURS = "ours"
 LIIF_METHOD = "liif"
+IDM_METHOD = "idm"
+# What `eval sr` evaluates: our pipeline, or one of the trained baselines.
+SrModel = UpscalePipeline | LIIF | IDMStyleSR
 # (key, table title); LPIPS and diversity appear only when they were computed.
 METRICS = (
     ("psnr", "PSNR (dB)"),
@@ -54,6 +62,7 @@ METRICS = (
     ("colour_error", "mean colour error (largest channel, [0,255] scale)"),
     ("lpips", "LPIPS (AlexNet)"),
     ("diversity", "diversity (mean pairwise |a-b|, [0,1] scale)"),
+    ("seconds", "seconds per output image (this run's machine)"),
 )
 # The MATLAB bicubic made the DIV2K and benchmark LR files.
 FILE_LR_RESIZE = "matlab"
@@ -114,45 +123,53 @@ def _scores(outputs: torch.Tensor, pair: EvalPair, protocol: str, scale: float, 
     return scores
 
 
-def model_method(pipe: UpscalePipeline | LIIF) -> str:
-    """The report's name for the evaluated model: "liif" for the LIIF baseline, "ours" for a pipeline."""
-    return LIIF_METHOD if isinstance(pipe, LIIF) else OURS
+def model_method(pipe: SrModel) -> str:
+    """The report's name for the evaluated model: "liif" or "idm" for those baselines, "ours" for a pipeline."""
+    return LIIF_METHOD if isinstance(pipe, LIIF) else IDM_METHOD if isinstance(pipe, IDMStyleSR) else OURS
 
 
-def evaluated_methods(config: SrEvalConfig, pipe: UpscalePipeline | LIIF | None) -> list[str]:
+def evaluated_methods(config: SrEvalConfig, pipe: SrModel | None) -> list[str]:
     """Method names in report order: the baselines, then the model (`model_method`)."""
     return [*config.baselines, *([model_method(pipe)] if pipe is not None else [])]
 
 
-def liif_upscale(liif: LIIF, lr: torch.Tensor, size: tuple[int, int], autocast_dtype: torch.dtype | None) -> torch.Tensor:
-    """LIIF's one output at `size`; its networks run autocast to bf16/fp16 when that is asked for."""
-    reduced = autocast_dtype not in (None, torch.float32)
-    with torch.autocast(lr.device.type, dtype=autocast_dtype if reduced else None, enabled=reduced):
-        return liif.upscale(lr, size).float()
+def model_upscale(pipe: SrModel, lr: torch.Tensor, size: tuple[int, int], config: SrEvalConfig, index: int) -> torch.Tensor:
+    """The model's outputs (K, 3, H, W) for one input: LIIF's one, or K samples of a diffusion model,
+    sample k drawn with seed S + index*K + k; the networks run autocast when `autocast_dtype` asks for it."""
+    reduced = config.autocast_dtype not in (None, torch.float32)
+    if isinstance(pipe, LIIF):
+        with torch.autocast(lr.device.type, dtype=config.autocast_dtype if reduced else None, enabled=reduced):
+            return pipe.upscale(lr, size).float()
+    generators = [torch.Generator().manual_seed(config.seed + index * config.samples + k) for k in range(config.samples)]
+    if isinstance(pipe, IDMStyleSR):
+        with torch.autocast(lr.device.type, dtype=config.autocast_dtype if reduced else None, enabled=reduced):
+            return pipe.upscale(lr.expand(config.samples, -1, -1, -1), size, generator=generators, **config.sampling)
+    return pipe(lr, size=size, generator=generators, num_samples=config.samples, autocast_dtype=config.autocast_dtype, **config.sampling).images
 
 
-def evaluate_image(
-    index: int, eval_set: EvalSet, config: SrEvalConfig, pipe: UpscalePipeline | LIIF | None, lpips: LPIPS | Unavailable, device: torch.device
-) -> dict:
-    """One image at every scale: {index, name, scales: {scale: {lr_source, sizes, methods: {method: scores}}}, grid}."""
+def evaluate_image(index: int, eval_set: EvalSet, config: SrEvalConfig, pipe: SrModel | None, lpips: LPIPS | Unavailable, device: torch.device) -> dict:
+    """One image at every scale: {index, name, scales: {scale: {lr_source, sizes, methods: {method: scores}}}, grid}.
+
+    Each method's scores include "seconds": the wall time of its upsampling call per output image."""
     image = eval_set.images[index]
     hr = load_hr(image, device)
     record = {"index": index, "name": image.name, "scales": {}, "grid": {}}
     for scale in config.scales:
         pair = make_pair(image, hr, scale, config.resize)
         size = tuple(pair.hr.shape[-2:])
-        outputs = {name: quantize_8bit(baseline_upscale(name, pair.lr, size, config.resize)) for name in config.baselines}
-        if isinstance(pipe, LIIF):
-            outputs[LIIF_METHOD] = quantize_8bit(liif_upscale(pipe, pair.lr, size, config.autocast_dtype))
-        elif pipe is not None:
-            generators = [torch.Generator().manual_seed(config.seed + index * config.samples + k) for k in range(config.samples)]
-            result = pipe(pair.lr, size=size, generator=generators, num_samples=config.samples, autocast_dtype=config.autocast_dtype, **config.sampling)
-            outputs[OURS] = quantize_8bit(result.images)
+        outputs, seconds = {}, {}
+        for name in [*config.baselines, *([model_method(pipe)] if pipe is not None else [])]:
+            started = time.perf_counter()
+            upscaled = baseline_upscale(name, pair.lr, size, config.resize) if name in config.baselines else model_upscale(pipe, pair.lr, size, config, index)
+            outputs[name] = quantize_8bit(upscaled)
+            seconds[name] = (time.perf_counter() - started) / len(upscaled)
         record["scales"][scale_key(scale)] = {
             "lr_source": pair.lr_source,
             "hr_size": list(size),
             "lr_size": list(pair.lr.shape[-2:]),
-            "methods": {name: _scores(out, pair, config.protocol, scale, config.resize, lpips) for name, out in outputs.items()},
+            "methods": {
+                name: {**_scores(out, pair, config.protocol, scale, config.resize, lpips), "seconds": seconds[name]} for name, out in outputs.items()
+            },
         }
         if index < config.grid_images:
             cells = [nearest_upscale(pair.lr, size), *(out[:1] for out in outputs.values()), pair.hr]
@@ -194,7 +211,7 @@ def summarise(records: list[dict], config: SrEvalConfig, methods: list[str], lpi
 def evaluate_sr(
     eval_set: EvalSet,
     config: SrEvalConfig,
-    pipe: UpscalePipeline | LIIF | None,
+    pipe: SrModel | None,
     lpips: LPIPS | Unavailable,
     state: PartialState,
     device: torch.device,
@@ -262,6 +279,7 @@ def write_sr_report(
             written.append(save_image(grid, out / grid_files[key], overwrite=overwrite))
 
     settings = [per_scale[k]["settings"] for k in keys]
+    sampled = OURS in methods or IDM_METHOD in methods
     lines = [
         "# Super-resolution evaluation",
         "",
@@ -272,15 +290,15 @@ def write_sr_report(
         + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),
         "- LR: " + "; ".join(f"x{k}: {per_scale[k]['lr_source']}" for k in keys),
         f"- outputs scored as 8-bit images; samples per input: {config.samples}"
-        + (f"; sampler {header['sampler']}, {header['steps']} steps, eta {header['eta']}, seed {config.seed}" if OURS in methods else "")
+        + (f"; sampler {header['sampler']}, {header['steps']} steps, eta {header['eta']}, seed {config.seed}" if sampled else "")
         + (f"; strength {header['strength']}, LR consistency {'on' if header['lr_consistency'] else 'off'}"
-           if OURS in methods and header.get("strength") is not None else ""),
+           if sampled and header.get("strength") is not None else ""),
         f"- command: `{header['command']}`",
         f"- date: {data['date']}",
         "",
     ]
     for metric, title in shown:
-        spec = {"psnr": ".2f", "lr_consistency": ".3e"}.get(metric, ".4f")
+        spec = {"psnr": ".2f", "lr_consistency": ".3e", "seconds": ".3f"}.get(metric, ".4f")
         rows = [[m, *(format_value(v, spec) for v in row)] for m, row in values(metric).items()]
         lines += [f"## {title}", "", markdown_table(["method", *(f"x{k}" for k in keys)], rows), ""]
         reason = unavailable(metric)

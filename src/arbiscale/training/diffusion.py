@@ -39,7 +39,8 @@ ENCODED_CROPS_FILE = "encoded_crops.safetensors"
 
 
 class SuperResolutionCrops(Dataset):
-    """Stage-1 items plus "condition_image": the crop shrunk by r ~ U[min, max], then resized back.
+    """Stage-1 items plus "condition_image": the crop shrunk by r ~ U[min, max], then resized back, and
+    "condition_scale": (2,) the crop's sides over the shrunk copy's (r per axis, after rounding).
 
     The pipeline conditions the same way at inference (LR resized to the working size, then encoded),
     so the range of r is the range of degradations the denoiser learns to undo at its working size.
@@ -66,6 +67,7 @@ class SuperResolutionCrops(Dataset):
         crop_size = tuple(item["image"].shape[-2:])
         low_resolution = resize(item["image"], scaled_size(crop_size, 1 / factor))
         item["condition_image"] = resize(low_resolution, crop_size)
+        item["condition_scale"] = torch.tensor(crop_size) / torch.tensor(low_resolution.shape[-2:])
         return item
 
 
@@ -132,6 +134,30 @@ class EncodedCrops(Dataset):
         return {key: values[index] for key, values in self.fields.items()}
 
 
+def noised(scheduler: SchedulerMixin, clean: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noise, timesteps, noisy sample) with t uniform over the training schedule."""
+    device = clean.device if generator is None else generator.device
+    noise = torch.randn(clean.shape, generator=generator, device=device).to(clean.device)
+    steps = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (clean.shape[0],), generator=generator, device=device).to(clean.device)
+    return noise, timesteps, scheduler.add_noise(clean, noise, timesteps)
+
+
+def objective_target(scheduler: SchedulerMixin, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the denoiser's output should equal for the schedule's prediction type."""
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(sample, noise, timesteps)
+    return sample
+
+
+def validation_generator() -> torch.Generator:
+    """The same noise and timesteps at every validation, so the numbers are comparable."""
+    return torch.Generator().manual_seed(0)
+
+
 def first_items(dataset: Dataset, count: int) -> dict[str, torch.Tensor]:
     """The first `count` items as one batch (validation on a deterministic dataset)."""
     return default_collate([dataset[i] for i in range(min(count, len(dataset)))])
@@ -180,45 +206,25 @@ class LatentDiffusionTask(TrainingTask):
             return clean, None
         return clean, encoded["condition_latent"].float() * self.latent_scale
 
-    def objective_target(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """What the denoiser's output should equal for the schedule's prediction type."""
-        if self.prediction_type == "epsilon":
-            return noise
-        if self.prediction_type == "v_prediction":
-            return self.noise_scheduler.get_velocity(sample, noise, timesteps)
-        return sample
-
     def predicted_clean(self, model: nn.Module, clean: torch.Tensor, condition: torch.Tensor | None, generator: torch.Generator | None = None):
         """(model output, its target, one-step estimate of the clean scaled latent) at random noise levels."""
         sample = self.denoiser.diffusion_target(clean, condition)
-        noise, timesteps, noisy = self.noised(sample, generator)
+        noise, timesteps, noisy = noised(self.noise_scheduler, sample, generator)
         output = model(noisy, timesteps, condition).float()
         estimate = predict_clean_latent(noisy, output, self.noise_scheduler.alphas_cumprod, timesteps, self.prediction_type)
-        return output, self.objective_target(sample, noise, timesteps), self.denoiser.latent_from(estimate, condition), timesteps
-
-    def noised(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(noise, timesteps, noisy latent) with t uniform over the training schedule."""
-        device = clean.device if generator is None else generator.device
-        noise = torch.randn(clean.shape, generator=generator, device=device).to(clean.device)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (clean.shape[0],), generator=generator, device=device).to(clean.device)
-        return noise, timesteps, self.noise_scheduler.add_noise(clean, noise, timesteps)
+        target = objective_target(self.noise_scheduler, sample, noise, timesteps)
+        return output, target, self.denoiser.latent_from(estimate, condition), timesteps
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         output, target, _, _ = self.predicted_clean(model, *self.scaled_latents(batch))
         return (output - target).square().mean(), {}
-
-    @staticmethod
-    def validation_generator() -> torch.Generator:
-        """The same noise and timesteps at every validation, so the numbers are comparable."""
-        return torch.Generator().manual_seed(0)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """The training loss, and the MSE of the one-step clean-latent estimate (comparable across
         objectives), on fixed crops, noise and noise levels."""
         batch = {k: v.to(model.device) for k, v in self.validation_batch.items()}
         clean, condition = self.scaled_latents(batch)
-        output, target, estimate, _ = self.predicted_clean(model, clean, condition, self.validation_generator())
+        output, target, estimate, _ = self.predicted_clean(model, clean, condition, validation_generator())
         return {"val_loss": (output - target).square().mean().item(), "val_clean_mse": (estimate - clean).square().mean().item()}
 
     def save(self, model: nn.Module, directory: Path) -> None:
@@ -249,7 +255,7 @@ class AlignmentTask(LatentDiffusionTask):
         """Denoising loss, and PSNR of the one-step clean estimate rendered at the crop's size."""
         metrics = super().validate(model)
         batch = {k: v.to(model.device) for k, v in self.validation_batch.items()}
-        _, _, _, clean_pred = self.aligned(model, batch, self.validation_generator())
+        _, _, _, clean_pred = self.aligned(model, batch, validation_generator())
         images = batch["image"]
         metrics["val_psnr_onestep"] = psnr(self.autoencoder.decode(clean_pred, tuple(images.shape[-2:])), images).mean().item()
         return metrics

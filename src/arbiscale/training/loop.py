@@ -331,8 +331,11 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     sampler = EpochPermutation(len(task.dataset), settings.seed)
+    # Every iterator of a DataLoader draws its workers' base seed from `generator`, or else from the global RNG,
+    # which the loss's noise comes from: a resumed run, restoring that RNG and then opening an iterator, would
+    # draw other noise than the uninterrupted run.
     loader = DataLoader(
-        task.dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=True,
+        task.dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=True, generator=torch.Generator().manual_seed(settings.seed),
         num_workers=settings.num_workers, pin_memory=accelerator.device.type == "cuda",
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import align, autoencoder, decoder, ldm, liif
+from . import align, autoencoder, decoder, idm, ldm, liif
 
-STAGES = (autoencoder, decoder, ldm, align, liif)
+STAGES = (autoencoder, decoder, ldm, align, liif, idm)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

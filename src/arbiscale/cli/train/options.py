@@ -157,9 +157,14 @@ def add_reconstruction_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-scale", type=float, default=8.0, help="with --renders: the largest target side over the input side (default 8)")
 
 
-def add_crop_options(parser: argparse.ArgumentParser) -> None:
+def add_degradation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-lr-factor", type=float, default=1.5, help="SR: smallest degradation of the condition (default 1.5)")
     parser.add_argument("--max-lr-factor", type=float, default=8.0, help="SR: largest degradation of the condition (default 8)")
+
+
+def add_crop_options(parser: argparse.ArgumentParser) -> None:
+    """The latent stages' crop options: the SR degradation, alignment's queries and the encoded pool."""
+    add_degradation_options(parser)
     parser.add_argument("--num-queries", type=int, help="target pixels per crop for the alignment loss (default: latent height x width)")
     parser.add_argument(
         "--latent-cache", type=int, default=16384,
@@ -175,9 +180,11 @@ def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, down
     from ...data.images import list_images
     from ...training.diffusion import SuperResolutionCrops, first_items
 
-    for name in ("min-lr-factor", "max-lr-factor", "num-queries"):
+    num_queries = getattr(args, "num_queries", None)  # the latent stages' (`add_crop_options`); IDM has none
+    for name in ("min-lr-factor", "max-lr-factor", *(("num-queries",) if num_queries is not None else ())):
         check_positive(args, name)
-    check_positive(args, "latent-cache", allow_zero=True)
+    if hasattr(args, "latent_cache"):
+        check_positive(args, "latent-cache", allow_zero=True)
     if not 1 <= args.min_lr_factor <= args.max_lr_factor:
         raise UserError(f"need 1 <= --min-lr-factor <= --max-lr-factor, got {args.min_lr_factor} and {args.max_lr_factor}")
     train_paths = list_images(args.data, args.split)
@@ -185,7 +192,7 @@ def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, down
 
     def crops(paths, length: int, deterministic: bool):
         items = ArbitraryScaleCrops(
-            paths, preset.latent_size, downsample_factor, num_queries=args.num_queries,
+            paths, preset.latent_size, downsample_factor, num_queries=num_queries,
             length=length, seed=args.seed, deterministic=deterministic, augment=args.augment,
         )
         return SuperResolutionCrops(items, args.min_lr_factor, args.max_lr_factor) if task == "sr" else items

@@ -42,9 +42,9 @@ def test_tiled_upscale_writes_what_the_pipeline_makes(tmp_path, model_dir, photo
     assert Image.open(out).size == (120, 72)
     pipe = UpscalePipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
+    pipe.enable_tiling(tile_size=12, tile_overlap=4, max_memory="1GB")
     result = pipe(
-        image_to_tensor(Image.open(photo).convert("RGB")), scale=3, num_inference_steps=2,
-        generator=[torch.Generator().manual_seed(0)], tile_size=12, tile_overlap=4, max_memory="1GB",
+        image_to_tensor(Image.open(photo).convert("RGB")), scale=3, num_inference_steps=2, generator=[torch.Generator().manual_seed(0)],
     )  # the command line's sampling defaults are the pipeline's
     assert result.tiling.sample_tile == 12 and result.tiling.code_tile == 12
     expected = np.asarray(tensor_to_image(result.images[0])).astype(int)

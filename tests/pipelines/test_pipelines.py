@@ -53,6 +53,26 @@ def test_working_latent_for_the_default_cap(upscaler, low_res):
     assert upscaler(low_res, scale=2.37, num_inference_steps=1, generator=seeded(0)).latents.shape[-2:] == latent
 
 
+def test_the_default_cap_never_shrinks_the_input(upscaler):
+    # tiny: cap 8 x 8 = 64 cells, f = 2. An 80 x 150 input at 2x would be capped to 34 x 64 cells (68 x 128
+    # pixels, below the input); the working image keeps the input's resolution instead: 40 x 76 cells
+    assert upscaler.working_size((80, 150), scale=2) == ((160, 300), (40, 76))
+    assert upscaler.working_size((80, 150), scale=2, max_latent_side=64) == ((160, 300), (34, 64))  # an explicit cap is kept
+
+
+def test_memory_options_never_change_the_working_size(upscaler, low_res):
+    # 10 x 14 at 12x: 60 x 84 cells, capped to 46 x 64 by the default cap, tiled or not (tiling used to lift the cap)
+    sizes = set()
+    for tiling in (None, dict(tile_size=16), dict(max_memory="2GB")):
+        if tiling is not None:
+            upscaler.enable_tiling(**tiling)
+        try:
+            sizes.add(upscaler(low_res, scale=12, num_inference_steps=1, generator=seeded(0)).latents.shape)
+        finally:
+            upscaler.disable_tiling()
+    assert sizes == {(1, 3, 46, 64)}
+
+
 def test_same_seed_same_image_other_seed_other_image(upscaler, low_res):
     first = upscaler(low_res, scale=2.37, num_inference_steps=STEPS, generator=seeded(3)).images
     again = upscaler(low_res, scale=2.37, num_inference_steps=STEPS, generator=seeded(3)).images

@@ -92,6 +92,15 @@ def photo(real_photos):
     return crop[None] / 127.5 - 1
 
 
+def upscale_tiled(upscaler, photo, tiling: dict, **options):
+    """The pipeline's result with `enable_tiling(**tiling)`, leaving the shared pipeline untiled after."""
+    upscaler.enable_tiling(**tiling)
+    try:
+        return upscaler(photo, **options)
+    finally:
+        upscaler.disable_tiling()
+
+
 @pytest.fixture(scope="module")
 def whole_and_tiled(upscaler, photo):
     """(whole, tiled) results per deterministic sampler, computed once for the tests below."""
@@ -101,7 +110,7 @@ def whole_and_tiled(upscaler, photo):
         if sampler not in results:
             options = dict(scale=4, num_inference_steps=10, sampler=sampler, eta=eta)
             results[sampler] = tuple(
-                upscaler(photo, generator=torch.Generator().manual_seed(0), **options, **tiling)
+                upscale_tiled(upscaler, photo, tiling, generator=torch.Generator().manual_seed(0), **options)
                 for tiling in (dict(max_memory="4GB"), dict(tile_size=16, tile_overlap=8))
             )
         return results[sampler]
@@ -123,10 +132,13 @@ def test_tiled_upscaling_agrees_with_whole_upscaling(upscaler, photo, whole_and_
     assert psnr(tiled.images, whole.images) > 58
     assert (tiled.latents - whole.latents).norm() / whole.latents.norm() < 0.08
     assert (tiled.images - whole.images).square().mean().sqrt() < 0.02 * whole.images.std()
-    again = upscaler(
-        photo, scale=4, num_inference_steps=10, sampler=sampler, eta=eta, tile_size=16, tile_overlap=8, generator=torch.Generator().manual_seed(0)
+    again = upscale_tiled(
+        upscaler, photo, dict(tile_size=16, tile_overlap=8), scale=4, num_inference_steps=10, sampler=sampler, eta=eta,
+        generator=torch.Generator().manual_seed(0),
     )
     assert torch.equal(again.images, tiled.images)
+    assert torch.equal(upscaler(photo, scale=4, num_inference_steps=10, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)).images,
+                       whole.images)  # tiling is off again after disable_tiling
 
 
 def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
@@ -152,14 +164,15 @@ def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
 
 def test_tiled_bfloat16_autocast_on_cpu_stays_close(upscaler, photo):
     """The shared GroupNorm runs in float32 under autocast, like torch's own (measured: 3.5e-4 mean)."""
-    options = dict(scale=4, num_inference_steps=2, sampler="ddim", eta=0.0, tile_size=16, tile_overlap=4)
-    full = upscaler(photo, generator=torch.Generator().manual_seed(0), **options).images
-    half = upscaler(photo, generator=torch.Generator().manual_seed(0), autocast_dtype=torch.bfloat16, **options).images
+    options = dict(scale=4, num_inference_steps=2, sampler="ddim", eta=0.0)
+    tiling = dict(tile_size=16, tile_overlap=4)
+    full = upscale_tiled(upscaler, photo, tiling, generator=torch.Generator().manual_seed(0), **options).images
+    half = upscale_tiled(upscaler, photo, tiling, generator=torch.Generator().manual_seed(0), autocast_dtype=torch.bfloat16, **options).images
     assert half.dtype == torch.float32 and (half - full).abs().mean() < 0.005
 
 
 def test_a_small_budget_tiles_automatically(upscaler, photo):
-    out = upscaler(photo, scale=4, num_inference_steps=2, generator=torch.Generator().manual_seed(0), max_memory="12MB")
+    out = upscale_tiled(upscaler, photo, dict(max_memory="12MB"), scale=4, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert out.tiling.code_tile is not None
     assert out.images.shape == (1, 3, 96, 128) and torch.isfinite(out.images).all()
 

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -48,6 +50,30 @@ def test_working_latent_is_capped_keeping_the_aspect_ratio():
     assert working_latent_size((3000, 1000), downsample_factor=4, size_multiple=4, max_latent_side=64) == (64, 20)
     # a cap that is not a multiple rounds down to one
     assert working_latent_size((3000, 3000), downsample_factor=4, size_multiple=8, max_latent_side=60) == (56, 56)
+
+
+def test_the_cap_gives_way_to_the_input_resolution():
+    # a 1024 x 768 photo at 2x (f = 4, cap 128): capped, the working image would be 512 x 384, half the input;
+    # with the input's size the latent keeps the input's resolution (256 x 192 cells = 1024 x 768 pixels)
+    assert working_latent_size((2048, 1536), 4, 4, 128) == (128, 96)
+    assert working_latent_size((2048, 1536), 4, 4, 128, input_size=(1024, 768)) == (256, 192)
+    # rounded up to the UNet multiple; untouched where the cap is not reached
+    assert working_latent_size((2000, 1000), 4, 8, 64, input_size=(1001, 500)) == (256, 128)
+    assert working_latent_size((1100, 1100), 4, 4, 64, input_size=(1100, 1100)) == (276, 276)
+    assert working_latent_size((400, 300), 4, 4, 128, input_size=(100, 75)) == working_latent_size((400, 300), 4, 4, 128)
+    assert working_latent_size((20, 20), 1, 8, 8, input_size=(20, 20)) == (24, 24)  # up, not to the nearest multiple (16)
+
+
+@given(
+    height=st.integers(1, 3000), width=st.integers(1, 3000), scale=st.floats(1, 8), factor=st.sampled_from([1, 2, 4, 8]),
+    multiple=st.sampled_from([1, 2, 4, 8]), cap=st.integers(8, 256),
+)
+def test_the_working_image_is_never_below_the_input(height, width, scale, factor, multiple, cap):
+    out_size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    latent_h, latent_w = working_latent_size(out_size, factor, multiple, cap, input_size=(height, width))
+    assert latent_h % multiple == 0 and latent_w % multiple == 0
+    assert latent_h * factor >= min(height, out_size[0]) and latent_w * factor >= min(width, out_size[1])
+    assert latent_h <= max(multiple, math.ceil(out_size[0] / factor / multiple) * multiple, cap)
 
 
 def test_cap_below_the_unet_multiple_is_refused():

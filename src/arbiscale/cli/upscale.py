@@ -60,19 +60,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-samples", default="1", metavar="K", help="samples per input (default 1)")
     parser.add_argument(
         "--max-latent-side", metavar="N",
-        help="cap on the sampled latent's longer side (default 8 x the model's training latent side; none with --tile or --max-memory)",
+        help="cap on the sampled latent's longer side (default 8 x the model's training latent side, but never below the "
+        "input's own resolution; an explicit cap has no such floor)",
     )
     parser.add_argument(
         "--tile", metavar="N",
-        help="sample, encode and decode in tiles of N x N latent cells (N x f pixels of the working image); "
-        "the latent then follows the output size. Default: tiles only where the budget needs them. A LIIF model: "
+        help="sample, encode and decode in tiles of N x N latent cells (N x f pixels of the working image); the working "
+        "size stays the same. Default: tiles only where the whole image does not fit in memory. A LIIF model: "
         "its encoder runs in tiles of N x N input pixels (the same output, less memory)",
     )
     parser.add_argument("--tile-overlap", metavar="N", help="latent cells shared by neighbouring sampling tiles (default tile / 4)")
     parser.add_argument(
         "--max-memory", metavar="SIZE",
-        help="memory budget, e.g. 4GB (K/M/G are powers of 1024), from which tile and query-chunk sizes are chosen; "
-        "the latent then follows the output size. Default: the free memory, with the usual latent cap",
+        help="memory budget, e.g. 4GB (K/M/G are powers of 1024), from which tile and query-chunk sizes are chosen "
+        "(how the picture is computed, not what it is). Default: the free memory",
     )
     add_inference_options(parser, BUNDLED_UPSCALERS, **UPSCALE_SAMPLING)
     add_upscale_options(parser)
@@ -168,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     inputs, plan = inputs[state.process_index :: state.num_processes], plan[state.process_index :: state.num_processes]
     pipe = load_sr_model(args.model, device, progress=not args.no_progress)
     regression, image_space = isinstance(pipe, LIIF), isinstance(pipe, IDMStyleSR)
+    if not (regression or image_space):
+        pipe.enable_tiling(**tiling)
     if regression and num_samples > 1:
         raise UserError(f"--model {args.model} is a LIIF model, which gives one output per input: drop --num-samples")
     if image_space and (given := [flag for flag, value in IDM_UNUSED.items() if getattr(args, value) is not None]):
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 images = pipe(
                     image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),
-                    num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **tiling, **settings,
+                    num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **settings,
                 ).images
             for image, output in zip(images, outputs):
                 if args.skip_existing and output.exists():

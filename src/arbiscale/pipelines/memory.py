@@ -102,6 +102,15 @@ def query_bytes(autoencoder: ImplicitAutoencoder) -> int:
 
 
 @dataclass(frozen=True)
+class TilingOptions:
+    """What a caller asked of tiling (`UpscalePipeline.enable_tiling`); None: chosen by the budget."""
+
+    tile_size: int | None = None
+    tile_overlap: int | None = None
+    max_memory: int | None = None
+
+
+@dataclass(frozen=True)
 class TilePlan:
     """How one upsampling run is cut: None for a stage that runs on the whole image."""
 

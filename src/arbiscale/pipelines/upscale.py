@@ -5,20 +5,22 @@ Scale semantics (implemented in `arbiscale.sampling.sizes`):
    `size=(H, W)` is honoured exactly, even with another aspect ratio (the image is stretched).
 2. Working size: the UNet samples a latent of about (H / f, W / f) (f: the autoencoder's factor),
    each side rounded to the UNet's size multiple m. When the longer side would pass
-   `max_latent_side` (default: 8 x the training latent side), both shrink by the same factor.
-   `latent_size=(h, w)` overrides this, e.g. to run the paper's fixed latent size at every scale.
+   `max_latent_side` (default: 8 x the training latent side), both shrink by the same factor, but
+   by default never below the input's own resolution (latent x f >= input on each side), so no
+   detail of the input is thrown away before sampling. It depends on the input, the scale and the
+   model alone, never on memory options. `latent_size=(h, w)` overrides this, e.g. to run the
+   paper's fixed latent size at every scale; an explicit `max_latent_side` caps it without the floor.
 3. Condition: the LR image is resized (antialiased bicubic) to the working image size
    (latent size x f), encoded by the frozen encoder, scaled by the denoiser's `latent_scale` and
    concatenated with the noisy latent at every step.
 4. Rendering: the sampled latent is decoded once, directly at (H, W), in chunks of query points.
    The decoder covers the same [-1, 1] square whatever the latent's size, so the output is exact
    and keeps the requested aspect ratio; past the cap, a larger scale only costs decoder time.
-5. Large images: with `tile_size` or `max_memory` the latent follows the output size (no default
-   cap; an explicit `max_latent_side` still applies) and each stage runs whole or in tiles, as the
-   budget allows (`pipelines.memory`): encoding and decoding in seamless tiles
+5. Large images: each stage (encoding, sampling, decoding) runs whole when it fits in the free
+   memory, else in tiles (`pipelines.memory`): encoding and decoding in seamless tiles
    (`pipelines.tiled_decode`), sampling in overlapping tiles blended at every step
-   (`sampling.tiling`). Without either, the budget is the free memory and the default cap stays,
-   so tiling only starts where the whole image would not fit.
+   (`sampling.tiling`). `enable_tiling(tile_size, tile_overlap, max_memory)` asks for tiles or a
+   budget; either way the working size of point 2 stays what it is.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from PIL import Image
 from ..choices import BUNDLED_UPSCALERS, DEFAULT_DDIM_ETA, DEFAULT_SAMPLING, PAPER_SAMPLING  # noqa: F401  (re-exported: the pipeline's defaults)
 from ..data.images import image_to_tensor, resize
 from ..errors import UserError
+from ..sampling.denoiser import Denoiser
 from ..sampling.sample import Generator, sample_latents
 from ..sampling.sizes import check_latent_size, output_size, working_latent_size
 from ..sampling.tiling import TiledDenoiser
 from .base import LatentImplicitPipeline, images_to_pil
 from .consistency import enforce_low_res_consistency
-from .memory import TilePlan, available_memory, parse_memory, plan_tiles, readable
+from .memory import TilePlan, TilingOptions, available_memory, parse_memory, plan_tiles, readable
 from .tiled_decode import tiled_decode, tiled_encode
 
 # The default cap on the sampled latent's longer side, in multiples of the training latent side:
@@ -67,6 +70,7 @@ class UpscalePipeline(LatentImplicitPipeline):
     command = "upscale"
     bundled_models = BUNDLED_UPSCALERS
     default_ddim_eta = DEFAULT_DDIM_ETA
+    tiling = TilingOptions()  # `enable_tiling`: none asked; stages tile only where the whole image does not fit
 
     def default_max_latent_side(self) -> int:
         """The cap on the sampled latent's longer side when the caller gives none."""
@@ -79,19 +83,43 @@ class UpscalePipeline(LatentImplicitPipeline):
         size: tuple[int, int] | None = None,
         latent_size: tuple[int, int] | None = None,
         max_latent_side: int | None = None,
-        follow_output: bool = False,
     ) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(output (H, W), latent (h, w)) for an input size and a scale or size; `follow_output`
-        drops the default cap (tiled runs), so the latent is the output size over the factor."""
+        """(output (H, W), latent (h, w)) for an input size and a scale or size (points 1-2 of the module
+        docstring): a function of the input, the scale and the model alone, never of the memory."""
         out_size = output_size(input_size, scale, size)
         multiple = self.denoiser.size_multiple
         if latent_size is not None:
             return out_size, check_latent_size(latent_size, multiple)
+        factor = self.autoencoder.downsample_factor
         if max_latent_side is not None:
-            cap = max_latent_side
-        else:
-            cap = max(out_size) + multiple if follow_output else self.default_max_latent_side()
-        return out_size, working_latent_size(out_size, self.autoencoder.downsample_factor, multiple, cap)
+            return out_size, working_latent_size(out_size, factor, multiple, max_latent_side)
+        return out_size, working_latent_size(out_size, factor, multiple, self.default_max_latent_side(), input_size)
+
+    def enable_tiling(self, tile_size: int | None = None, tile_overlap: int | None = None, max_memory: int | str | None = None) -> None:
+        """Compute later calls in tiles: `tile_size` latent cells a side (sampling, encoding and decoding),
+        `tile_overlap` cells shared by neighbouring sampling tiles (default a quarter tile), and/or within a
+        `max_memory` budget (bytes, or e.g. "4GB"; default the free memory), from which the tile and query
+        chunk sizes are chosen. Without it a stage runs in tiles only when the whole image would not fit.
+        Tiling changes how the picture is computed (seamlessly, `pipelines.tiled_decode`), not its size."""
+        self.tiling = TilingOptions(tile_size, tile_overlap, parse_memory(max_memory) if max_memory is not None else None)
+
+    def disable_tiling(self) -> None:
+        """Back to the default: tiles only where the whole image does not fit in the free memory."""
+        self.tiling = TilingOptions()
+
+    def plan_memory(self, batch: int, latent_hw: tuple[int, int], out_size: tuple[int, int], decode_chunk: int) -> TilePlan:
+        """Which stages run whole and which in tiles, for `batch` outputs within the tiling budget."""
+        free = available_memory(self.device)
+        budget = self.tiling.max_memory if self.tiling.max_memory is not None else free
+        if budget > free:
+            raise UserError(
+                f"the memory budget {readable(budget)} is more than the {readable(free)} free here: "
+                "give at most that, or no budget (the free memory is the default)"
+            )
+        return plan_tiles(
+            self.autoencoder, self.denoiser, batch, latent_hw, out_size, budget,
+            self.tiling.tile_size, self.tiling.tile_overlap, self.default_max_latent_side(), decode_chunk,
+        )
 
     def as_batch(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
         """(B, 3, h, w) float32 on the pipeline's device, from a tensor or PIL image(s) of one size."""
@@ -122,61 +150,49 @@ class UpscalePipeline(LatentImplicitPipeline):
         max_latent_side: int | None = None,
         decode_chunk: int = 65536,
         autocast_dtype: torch.dtype | None = None,
-        tile_size: int | None = None,
-        tile_overlap: int | None = None,
-        max_memory: int | str | None = None,
         lr_consistency: bool = DEFAULT_SAMPLING["lr_consistency"],
         strength: float = DEFAULT_SAMPLING["strength"],
     ) -> UpscaleOutput:
         """Upsample each image `num_samples` times; a list of generators gives one seed per output image.
 
-        `tile_size` (latent cells; sampling, encoding and decoding), `tile_overlap` (latent cells
-        shared by neighbouring sampling tiles) and `max_memory` (bytes, or a size such as "4GB")
-        handle large images: see point 5 of the module docstring. `decode_chunk` is then an upper
-        bound on the query points per step, lowered to fit the budget. `lr_consistency` replaces the
-        output's low frequencies with the input's (`pipelines.consistency`): the output then shrinks
-        back to the input, whatever colour drift the sampled latent has. `strength` < 1 starts the
-        sampler from the encoded input noised to that fraction of the schedule instead of from pure
-        noise (1, the paper's setting: every step from pure noise). The defaults are `DEFAULT_SAMPLING`;
-        `**PAPER_SAMPLING` gives the paper's.
+        `lr_consistency` replaces the output's low frequencies with the input's (`pipelines.consistency`):
+        the output then shrinks back to the input, whatever colour drift the sampled latent has.
+        `strength` < 1 starts the sampler from the encoded input noised to that fraction of the schedule
+        instead of from pure noise (1, the paper's setting: every step from pure noise). The defaults are
+        `DEFAULT_SAMPLING`; `**PAPER_SAMPLING` gives the paper's. Large images: `enable_tiling`;
+        `decode_chunk` bounds the query points rendered per step (lowered to fit the memory).
         """
         if num_samples < 1:
             raise UserError(f"the number of samples must be at least 1, got {num_samples}")
         low_res = self.as_batch(images)
-        tiled = tile_size is not None or max_memory is not None
-        out_size, latent_hw = self.working_size(tuple(low_res.shape[-2:]), scale, size, latent_size, max_latent_side, tiled)
-        free = available_memory(self.device)
-        budget = parse_memory(max_memory) if max_memory is not None else free
-        if budget > free:
-            raise UserError(
-                f"the memory budget {readable(budget)} is more than the {readable(free)} free here: "
-                "give at most that, or no budget (the free memory is the default)"
-            )
-        plan = plan_tiles(
-            self.autoencoder, self.denoiser, low_res.shape[0] * num_samples, latent_hw, out_size, budget,
-            tile_size, tile_overlap, self.default_max_latent_side(), decode_chunk,
-        )
+        out_size, latent_hw = self.working_size(tuple(low_res.shape[-2:]), scale, size, latent_size, max_latent_side)
+        plan = self.plan_memory(len(low_res) * num_samples, latent_hw, out_size, decode_chunk)
         latent_scale = self.denoiser.config.latent_scale
-        scheduler = self.make_sampler(sampler)
-        denoiser = self.denoiser
-        if plan.sample_tile is not None:
-            denoiser = TiledDenoiser(self.denoiser, plan.sample_tile, plan.sample_overlap, plan.tile_batch)
         with self.precision(autocast_dtype):
-            condition = self.encode_condition(low_res, latent_hw, plan) * latent_scale
-            condition = condition.repeat_interleave(num_samples, dim=0)
+            condition = self.encode_condition(low_res, latent_hw, plan).repeat_interleave(num_samples, dim=0) * latent_scale
             sample = sample_latents(
-                denoiser, scheduler, tuple(condition.shape), condition, num_inference_steps, self.resolve_eta(sampler, eta),
-                generator, self.progress_bar, start=self.denoiser.diffusion_target(condition, condition), strength=strength,
+                self.sampling_denoiser(plan), self.make_sampler(sampler), tuple(condition.shape), condition, num_inference_steps,
+                self.resolve_eta(sampler, eta), generator, self.progress_bar,
+                start=self.denoiser.diffusion_target(condition, condition), strength=strength,
             )
             latents = self.denoiser.latent_from(sample, condition) / latent_scale
             del condition
-            if plan.code_tile is None:
-                upscaled = self.render(latents, out_size, plan.decode_chunk)
-            else:
-                upscaled = tiled_decode(self.autoencoder, latents, out_size, plan.code_tile, plan.decode_chunk, plan.stat_tiles).clamp_(-1, 1)
+            upscaled = self.decode_latents(latents, out_size, plan)
         if lr_consistency:
             enforce_low_res_consistency(upscaled, low_res.repeat_interleave(num_samples, dim=0))
         return UpscaleOutput(images=upscaled, latents=latents, tiling=plan)
+
+    def sampling_denoiser(self, plan: TilePlan) -> Denoiser:
+        """The denoiser, or its tiled form when the plan samples in tiles."""
+        if plan.sample_tile is None:
+            return self.denoiser
+        return TiledDenoiser(self.denoiser, plan.sample_tile, plan.sample_overlap, plan.tile_batch)
+
+    def decode_latents(self, latents: torch.Tensor, out_size: tuple[int, int], plan: TilePlan) -> torch.Tensor:
+        """Raw latents rendered at (H, W) in [-1, 1], whole or in the plan's tiles."""
+        if plan.code_tile is None:
+            return self.render(latents, out_size, plan.decode_chunk)
+        return tiled_decode(self.autoencoder, latents, out_size, plan.code_tile, plan.decode_chunk, plan.stat_tiles).clamp_(-1, 1)
 
     def encode_condition(self, low_res: torch.Tensor, latent_hw: tuple[int, int], plan: TilePlan) -> torch.Tensor:
         """The unscaled float32 latent of the input resized to the working image size (which is only

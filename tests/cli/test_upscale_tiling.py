@@ -63,6 +63,19 @@ def test_bad_tiling_values_exit_2_with_one_line(tmp_path, model_dir, photo, caps
     assert len(lines) == 1 and option in lines[0] and "Traceback" not in lines[0]
 
 
+def test_threads_are_set_and_checked(tmp_path, model_dir, photo, capsys):
+    from arbiscale.cli.inference_options import process_state
+
+    try:
+        process_state(argparse.Namespace(device="cpu", dtype="auto", threads="2"))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # the suite's setting (conftest)
+    assert main(["upscale", str(photo), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(model_dir), "--threads", "0", *FAST]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--threads must be at least 1" in lines[0]
+
+
 def test_dtype_defaults_to_fp32_on_the_cpu():
     args = argparse.Namespace(device="cpu", dtype="auto")
     assert device_and_dtype(args) == (torch.device("cpu"), torch.float32)

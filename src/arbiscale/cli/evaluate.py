@@ -19,10 +19,12 @@ import argparse
 import shlex
 from pathlib import Path
 
-from ..choices import BUNDLED_GENERATORS, BUNDLED_UPSCALERS, EVAL_LAYOUTS, GENERATION_DDIM_ETA, METRIC_PROTOCOLS, RESIZE_METHODS, SAMPLER_NAMES, SELF_SSIM_MEASURES, SR_BASELINES
+from ..choices import BUNDLED_GENERATORS, BUNDLED_UPSCALERS, EVAL_LAYOUTS, GENERATION_DDIM_ETA, METRIC_PROTOCOLS, RESIZE_METHODS, SELF_SSIM_MEASURES, SR_BASELINES
 from ..errors import UserError
 from .inference_options import (
     UPSCALE_SAMPLING,
+    add_device_options,
+    add_sampling_options,
     add_upscale_options,
     bundled_models_help,
     int_at_least,
@@ -41,16 +43,13 @@ _NOT_RECORDED = {"run", "command", "eval_command", "overwrite", "no_progress"}
 
 
 def _add_common(parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0) -> None:
-    """Options both tasks share; `sampler` and `steps` are the task's defaults (those of the matching command)."""
+    """Options both tasks share; `sampler`, `steps` and `ddim_eta` are the task's defaults (those of the matching
+    command); networks run fp32 unless --dtype says otherwise, so reports compare across machines."""
     parser.add_argument("--model", help=model_help)
     parser.add_argument("--out", required=True, help="report folder (created; existing files are kept unless --overwrite)")
     parser.add_argument("--resize", default="matlab", help=f"bicubic convention, one of {', '.join(RESIZE_METHODS)} (default matlab)")
-    parser.add_argument("--steps", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
-    parser.add_argument("--sampler", default=sampler, help=f"one of {', '.join(SAMPLER_NAMES)} (default {sampler})")
-    parser.add_argument("--eta", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
-    parser.add_argument("--seed", default="0", help="base random seed (default 0)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto: the process's accelerate device)")
-    parser.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 network precision (default fp32)")
+    add_sampling_options(parser, sampler, steps, ddim_eta, seed_help="base random seed (default 0)")
+    add_device_options(parser, dtype="fp32")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing report")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -172,9 +171,8 @@ def _setup(args: argparse.Namespace):
     return state, device, dtype, sampling_settings(args), parse_seed(args)
 
 
-def _sampler_header(settings: dict, used: bool, pipeline_class) -> dict:
-    if not used:
-        return {"sampler": None, "steps": None, "eta": None}
+def _sampler_header(settings: dict, pipeline_class) -> dict:
+    """The sampler, steps and eta a report records (DDIM's eta as the pipeline resolves it)."""
     eta = pipeline_class.resolve_eta(settings["sampler"], settings["eta"])
     return {"sampler": settings["sampler"], "steps": settings["num_inference_steps"], "eta": eta}
 
@@ -183,7 +181,7 @@ def run_sr(args: argparse.Namespace) -> int:
     from ..baselines.idm import IDMStyleSR
     from ..data.eval_sets import open_eval_set
     from ..evaluation.report import check_report_dir
-    from ..evaluation.sr import SrEvalConfig, evaluate_sr, evaluated_methods, report_files, write_sr_report
+    from ..evaluation.sr import SrEvalConfig, SrRun, evaluate_sr, evaluated_methods, report_files, write_sr_report
     from ..metrics import LPIPS, load_lpips
     from ..models.liif import LIIF
     from ..pipelines import UpscalePipeline
@@ -220,27 +218,19 @@ def run_sr(args: argparse.Namespace) -> int:
     if evaluated is None:
         return 0
     results, grids = evaluated
-    header = {
-        "task": "sr",
-        "command": recorded_command(args),
-        "model": model_label(UpscalePipeline, args.model) if args.model is not None else None,
-        "model_class": type(pipe).__name__ if pipe is not None else None,
-        "data": str(Path(args.data).resolve()),
-        "layout": eval_set.layout,
-        "split": str(Path(args.split).resolve()) if args.split is not None else None,
-        "num_images": len(eval_set.images),
-        "protocol": config.protocol,
-        "resize": config.resize,
-        "scales": list(scales),
-        "baselines": list(baselines),
-        "samples": config.samples,
-        **_sampler_header(settings, sampled, UpscalePipeline),
-        **{key: value if sampled else None for key, value in upscale.items()},
-        "seed": seed if sampled else None,
-        "lpips": f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
-        "processes": state.num_processes,
-    }
-    for path in write_sr_report(out, header, results, grids, config, evaluated_methods(config, pipe), args.overwrite):
+    run = SrRun(
+        command=recorded_command(args),
+        model=model_label(UpscalePipeline, args.model) if args.model is not None else None,
+        model_class=type(pipe).__name__ if pipe is not None else None,
+        data=str(Path(args.data).resolve()),
+        layout=eval_set.layout,
+        split=str(Path(args.split).resolve()) if args.split is not None else None,
+        num_images=len(eval_set.images),
+        lpips=f"AlexNet {args.lpips_alex}, heads {args.lpips_linear}" if isinstance(lpips, LPIPS) else str(lpips),
+        processes=state.num_processes,
+        **(_sampler_header(settings, UpscalePipeline) | upscale if sampled else {}),
+    )
+    for path in write_sr_report(out, run, results, grids, config, evaluated_methods(config, pipe), args.overwrite):
         print(path)
     return 0
 
@@ -300,7 +290,7 @@ def run_gen(args: argparse.Namespace) -> int:
         "model": model_label(GenerationPipeline, args.model),
         "num_images": config.num_images,
         "sizes": [list(size) for size in sizes],
-        **_sampler_header(settings, True, GenerationPipeline),
+        **_sampler_header(settings, GenerationPipeline),
         "seed": seed,
         "ref": str(Path(args.ref).resolve()) if args.ref is not None else None,
         "inception": str(Path(args.inception).resolve()) if args.inception is not None else None,

@@ -31,20 +31,33 @@ def bundled_models_help(models: dict[str, str]) -> str:
     return f"a bundled model's name ({names}; MODEL_CARD.md) or a saved model folder"
 
 
+def add_sampling_options(parser: argparse.ArgumentParser, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0, seed_help: str = "") -> None:
+    """--steps, --sampler, --eta and --seed, with the command's defaults (each declared here only)."""
+    parser.add_argument("--steps", metavar="N", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
+    parser.add_argument("--sampler", metavar="NAME", default=sampler, help=f"one of {', '.join(SAMPLER_NAMES)} (default {sampler})")
+    parser.add_argument("--eta", metavar="F", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
+    parser.add_argument("--seed", metavar="S", default="0", help=seed_help or "random seed; output k uses seed + k (default 0)")
+
+
+def add_device_options(parser: argparse.ArgumentParser, dtype: str = "auto") -> None:
+    """--device, --dtype (default `dtype`) and --threads."""
+    parser.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default auto: cuda if available)")
+    dtype_help = "auto: fp32 on CPU, bf16 on GPU" if dtype == "auto" else dtype
+    parser.add_argument("--dtype", metavar="TYPE", default=dtype, help=f"auto, fp32, bf16 or fp16 network precision (default {dtype_help})")
+    parser.add_argument(
+        "--threads", metavar="N",
+        help="torch CPU threads (default: torch's, one per core). On a machine other processes share, fewer is faster",
+    )
+
+
 def add_inference_options(
     parser: argparse.ArgumentParser, models: dict[str, str], sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0,
 ) -> None:
     """Model, sampler, seed, device and precision options; `models` are the bundled ones the command can load by
     name; `sampler`, `steps` and `ddim_eta` are the command's defaults."""
     parser.add_argument("--model", metavar="NAME|DIR", help=bundled_models_help(models))
-    parser.add_argument("--steps", metavar="N", default=str(steps), help=f"sampling steps (default {steps}; the paper: 200 with ddim, eta 1)")
-    parser.add_argument("--sampler", metavar="NAME", default=sampler, help=f"one of {', '.join(SAMPLER_NAMES)} (default {sampler})")
-    parser.add_argument("--eta", metavar="F", help=f"DDIM noise scale in [0, 1] (default {ddim_eta:g}; the paper: 1); ddim only")
-    parser.add_argument("--seed", metavar="S", default="0", help="random seed; output k uses seed + k (default 0)")
-    parser.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default auto: cuda if available)")
-    parser.add_argument(
-        "--dtype", metavar="TYPE", default="auto", help="auto, fp32, bf16 or fp16 network precision (default auto: fp32 on CPU, bf16 on GPU)"
-    )
+    add_sampling_options(parser, sampler, steps, ddim_eta)
+    add_device_options(parser)
     parser.add_argument("--max-side", metavar="PX", default=str(DEFAULT_MAX_SIDE), help=f"largest output side in pixels (default {DEFAULT_MAX_SIDE})")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -181,6 +194,8 @@ def process_state(args: argparse.Namespace):
     from accelerate.utils import parse_flag_from_env
 
     chosen, dtype = device_and_dtype(args)
+    if getattr(args, "threads", None) is not None:
+        torch.set_num_threads(int_at_least(args.threads, "--threads"))
     # PartialState only forms a CPU process group (gloo) when told it runs on the CPU.
     on_cpu = args.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
     state = PartialState(cpu=on_cpu)

@@ -8,6 +8,6 @@ Report helpers (`report.py`): atomic writes that never overwrite unless asked, t
 """
 
 from .gen import GenEvalConfig, evaluate_gen, write_gen_report
-from .sr import BASELINES, OURS, SrEvalConfig, evaluate_sr, write_sr_report
+from .sr import BASELINES, OURS, SrEvalConfig, SrRun, evaluate_sr, write_sr_report
 
-__all__ = ["BASELINES", "OURS", "GenEvalConfig", "SrEvalConfig", "evaluate_gen", "evaluate_sr", "write_gen_report", "write_sr_report"]
+__all__ = ["BASELINES", "OURS", "GenEvalConfig", "SrEvalConfig", "SrRun", "evaluate_gen", "evaluate_sr", "write_gen_report", "write_sr_report"]

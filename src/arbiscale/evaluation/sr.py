@@ -20,7 +20,7 @@ What a number means (also written into every report):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -91,6 +91,33 @@ class SrEvalConfig:
             raise UserError("give at least one scale in `scales`, e.g. 2, 3, 4")
         for scale in self.scales:
             metric_settings(self.protocol, scale, self.resize)  # refuses bad protocol, resize or scale now
+
+
+@dataclass(frozen=True)
+class SrRun:
+    """What a report records of the run beside its `SrEvalConfig`: how to repeat it and what it evaluated.
+    The sampling fields are None when no diffusion model was sampled (baselines, LIIF)."""
+
+    command: str
+    model: str | None
+    model_class: str | None
+    data: str
+    layout: str
+    split: str | None
+    num_images: int
+    lpips: str
+    processes: int
+    sampler: str | None = None
+    steps: int | None = None
+    eta: float | None = None
+    strength: float | None = None
+    lr_consistency: bool | None = None
+
+    def header(self, config: SrEvalConfig) -> dict:
+        """The header of results.json: the run, the config's settings, and the seed where one was used."""
+        settings = {"protocol": config.protocol, "resize": config.resize, "scales": list(config.scales), "baselines": list(config.baselines),
+                    "samples": config.samples, "seed": config.seed if self.sampler is not None else None}
+        return {"task": "sr", **asdict(self), **settings}
 
 
 def scale_key(scale: float) -> str:
@@ -246,7 +273,7 @@ def report_files(config: SrEvalConfig) -> list[str]:
 
 
 def write_sr_report(
-    out: Path, header: dict, results: dict, grids: dict[str, list[tuple[str, list[torch.Tensor]]]], config: SrEvalConfig,
+    out: Path, run: SrRun, results: dict, grids: dict[str, list[tuple[str, list[torch.Tensor]]]], config: SrEvalConfig,
     methods: list[str], overwrite: bool,
 ) -> list[Path]:
     """results.json, report.md, metric_vs_scale.png and one grid per scale; returns the paths written."""
@@ -261,11 +288,11 @@ def write_sr_report(
     def unavailable(metric: str) -> str | None:
         return next((v for row in values(metric).values() for v in row if isinstance(v, str)), None)
 
-    data = {**header, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **results}
+    data = {**run.header(config), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **results}
     written = [write_json(out / "results.json", data, overwrite)]
     shown = [(metric, title) for metric, title in METRICS if any(v is not None for row in values(metric).values() for v in row)]
 
-    subtitle = f"protocol {config.protocol}, LR by {config.resize} bicubic, {header['num_images']} images"
+    subtitle = f"protocol {config.protocol}, LR by {config.resize} bicubic, {run.num_images} images"
     series = {title: values(metric) for metric, title in shown if unavailable(metric) is None}
     plot = plot_metrics_vs_scale(out / "metric_vs_scale.png", config.scales, series, subtitle, overwrite)
     written += [plot] if plot is not None else []
@@ -283,17 +310,16 @@ def write_sr_report(
     lines = [
         "# Super-resolution evaluation",
         "",
-        f"- model: {header['model'] or 'none (baselines only)'}"
+        f"- model: {run.model or 'none (baselines only)'}"
         + (" (the LIIF regression baseline: deterministic, so sampler, steps, eta, seed, samples and `lr_consistency` do not apply)" if LIIF_METHOD in methods else ""),
-        f"- data: {header['data']} (layout {header['layout']}, {header['num_images']} whole images, HR cropped to LR size x scale)",
+        f"- data: {run.data} (layout {run.layout}, {run.num_images} whole images, HR cropped to LR size x scale)",
         f"- protocol: {config.protocol}: channel {settings[0]['channel']}, shave "
         + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),
         "- LR: " + "; ".join(f"x{k}: {per_scale[k]['lr_source']}" for k in keys),
         f"- outputs scored as 8-bit images; samples per input: {config.samples}"
-        + (f"; sampler {header['sampler']}, {header['steps']} steps, eta {header['eta']}, seed {config.seed}" if sampled else "")
-        + (f"; strength {header['strength']}, LR consistency {'on' if header['lr_consistency'] else 'off'}"
-           if sampled and header.get("strength") is not None else ""),
-        f"- command: `{header['command']}`",
+        + (f"; sampler {run.sampler}, {run.steps} steps, eta {run.eta}, seed {config.seed}" if sampled else "")
+        + (f"; strength {run.strength}, LR consistency {'on' if run.lr_consistency else 'off'}" if sampled and run.strength is not None else ""),
+        f"- command: `{run.command}`",
         f"- date: {data['date']}",
         "",
     ]

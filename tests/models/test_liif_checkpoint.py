@@ -146,12 +146,18 @@ def test_converted_checkpoint_gives_the_public_forward(tmp_path, capsys, make):
     lr = torch.rand(2, 3, 7, 9, generator=generator) * 2 - 1
     coord = torch.rand(2, 300, 2, generator=generator) * 2 - 1
     cell = torch.full((2, 300, 2), 2 / 30)
+    pixels = coord_grid((30, 40)).unsqueeze(0).expand(2, -1, -1)
     with torch.no_grad():
         expected = public(lr, coord, cell)
         got = ours(lr, coord, cell)
-        upscaled = ours.upscale(lr, (30, 40))
+        chunked = ours(lr, coord, cell, chunk_size=7)
+        # the whole-grid render, in bands of rows and parts of rows (chunks of 13 queries), against LIIF's loop
+        expected_image = public(lr, pixels, torch.full((2, 1200, 2), 0.0) + torch.tensor([2 / 30, 2 / 40])).clamp(-1, 1)
+        upscaled = ours.upscale(lr, (30, 40), chunk_size=13)
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    assert torch.allclose(chunked, expected, atol=1e-5), (chunked - expected).abs().max()
     assert upscaled.shape == (2, 3, 30, 40)
+    assert torch.allclose(upscaled.flatten(2).transpose(1, 2), expected_image, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -75,10 +75,11 @@ class ImplicitHead(nn.Module):
         self.phase_proj = nn.Linear(4 * PHASE_HARMONICS, hidden_channels[0], bias=False) if blend == "first-layer" else None
         if self.phase_proj is not None:
             nn.init.zeros_(self.phase_proj.weight)
+        # The rest of the network, on the first layer's pre-activation: ReLU, Linear, ..., ReLU, Linear.
         layers: list[nn.Module] = []
         widths = list(hidden_channels) + [out_channels]
         for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.ReLU(), nn.Linear(width_in, width_out)]
+            layers += [nn.ReLU(inplace=True), nn.Linear(width_in, width_out)]
         self.mlp = nn.Sequential(*layers)
 
     def project_features(self, features: torch.Tensor) -> torch.Tensor:
@@ -103,9 +104,9 @@ class ImplicitHead(nn.Module):
         The geometry term G @ [(coord - centre) * grid, cell * grid] splits into a per-query part
         (coord, cell) and a per-cell part (centre); the per-cell part is folded into the projected
         features, so the geometry projection runs once per query and is shared by its K ensemble
-        neighbours. The K neighbours then run through the MLP as one batch of rows; the last layer
-        is linear and the blend weights sum to one, so hidden states are blended before it. The
-        first layer stays float32 under autocast: it adds terms of similar size that cancel.
+        neighbours. The K neighbours then run through the hidden layers as one batch of rows; the
+        output layer is linear and the blend weights sum to one, so hidden states are blended before
+        it. The first layer stays float32 under autocast: it adds terms of similar size that cancel.
         """
         batch, num_queries = coord.shape[:2]
         height, width = feature_size
@@ -127,13 +128,11 @@ class ImplicitHead(nn.Module):
                 state = state.add_((self.phase_features(coord * grid_scale) @ self.phase_proj.weight.t()).view_as(state))
             else:
                 state = state.add_(per_query.unsqueeze(1))
-            state = torch.relu_(state)
-        *body, last = self.mlp
-        for layer in body[1:]:
-            state = torch.relu_(state) if isinstance(layer, nn.ReLU) else layer(state)
+        hidden, output_layer = self.mlp[:-1], self.mlp[-1]
+        state = hidden(state)
         if self.phase_proj is None:
             state = torch.bmm(rows_weight.to(state.dtype), state)
-        return last(state).view(batch, num_queries, -1)
+        return output_layer(state).view(batch, num_queries, -1)
 
     def forward(self, features: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Render features (B, C, h, w) at coord (B, Q, 2); at most `chunk_size` queries per step.

@@ -279,14 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     warm = Setting("dpm-solver++", 1, None)
-    evaluate_image(0, eval_set, SrEvalConfig(**{**base, "scales": scales[:1]}, sampling=warm.sampling()), pipe, lpips, device)
+    evaluate_image(0, eval_set, SrEvalConfig(**{**base, "scales": scales[:1]}, sampling=warm.sampling()), {OURS: pipe}, lpips, device)
     records: dict = {key: [] for key in configs}
     text = ""
     for index, image in enumerate(eval_set.images):
-        records[BICUBIC].append(evaluate_image(index, eval_set, configs[BICUBIC], None, lpips, device))
+        records[BICUBIC].append(evaluate_image(index, eval_set, configs[BICUBIC], {}, lpips, device))
         for setting in settings:
             timed.seconds.clear()
-            record = evaluate_image(index, eval_set, configs[setting], timed, lpips, device)
+            record = evaluate_image(index, eval_set, configs[setting], {OURS: timed}, lpips, device)
             record["seconds"] = {scale_key(scale): seconds for scale, seconds in zip(scales, timed.seconds)}
             records[setting].append(record)
             for key, seconds in record["seconds"].items():

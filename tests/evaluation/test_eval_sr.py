@@ -52,7 +52,7 @@ def test_bicubic_report_matches_a_direct_metric_computation(tmp_path, eval_photo
     assert sorted(p.name for p in out.iterdir()) == ["grid_x2.png", "grid_x3.5.png", "metric_vs_scale.png", "report.md", "results.json"]
     results = results_of(out)
     assert results["protocol"] == "liif-benchmark" and results["resize"] == "pil" and results["layout"] == "folder"
-    assert results["num_images"] == 3 and results["model"] is None and results["scales"] == [2.0, 3.5]
+    assert results["num_images"] == 3 and results["models"] == [] and results["scales"] == [2.0, 3.5]
     assert "--resize pil" in results["command"] and results["date"]
     assert results["images"] == ["astronaut.png", "chelsea.png", "coffee.png"]
     for key, (hr_size, lr_size) in EXPECTED_SIZES.items():
@@ -114,14 +114,14 @@ def test_model_with_several_samples(tmp_path, eval_photos, tiny_models):
     assert Image.open(out / "grid_x2.png").size[0] >= 4 * 76  # LR | bicubic | ours | GT
 
 
-def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings(tmp_path, photo_dir, eval_photos):
+def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings(tmp_path, photo_dir, eval_photos, tiny_models, capsys):
     run = tmp_path / "liif"
     assert main(["train", "liif", "--data", str(photo_dir), "--preset", "tiny", "--out", str(run), "--steps", "20", "--batch-size", "4"]) == 0
     out = tmp_path / "report"
     assert main(["eval", "sr", "--model", str(run / "model"), "--data", str(eval_photos), "--baseline", "bicubic", "--scales", "2,3.5",
                  "--protocol", "liif-benchmark", "--samples", "3", "--seed", "7", "--grid-images", "1", "--out", str(out), *QUIET]) == 0
     results = results_of(out)
-    assert results["model_class"] == "LIIF" and results["samples"] == 1
+    assert results["model_classes"] == ["LIIF"] and results["samples"] == 1
     assert results["sampler"] is None and results["seed"] is None and results["lr_consistency"] is None
     liif = load_component(LIIF, run / "model")
     for key, (hr_size, lr_size) in EXPECTED_SIZES.items():
@@ -135,9 +135,26 @@ def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings
             expected.append(metric_settings("liif-benchmark", float(key), "matlab").psnr(sr, hr).item())
         assert entry["per_image"]["liif"]["psnr"] == pytest.approx(expected, abs=1e-9)
     report = (out / "report.md").read_text()
-    assert "| liif |" in report and "LIIF regression baseline" in report
+    assert "| liif |" in report and "LIIF is a deterministic regression model" in report
     assert f"{results['results']['3.5']['methods']['liif']['psnr']:.2f}" in report
     assert Image.open(out / "grid_x2.png").size[0] >= 4 * 76  # LR | bicubic | liif | GT
+
+    # side by side: our pipeline and LIIF in one report, each scored as in its own run
+    both = tmp_path / "both"
+    assert main(["eval", "sr", "--model", str(tiny_models / "sr"), "--model", str(run / "model"), "--data", str(eval_photos), "--baseline",
+                 "bicubic", "--scales", "2,3.5", "--protocol", "liif-benchmark", "--samples", "2", "--steps", "1", "--seed", "7",
+                 "--grid-images", "1", "--out", str(both), *QUIET]) == 0
+    side_by_side = results_of(both)
+    assert side_by_side["model_classes"] == ["UpscalePipeline", "LIIF"] and side_by_side["samples"] == 2 and side_by_side["seed"] == 7
+    for key in EXPECTED_SIZES:
+        methods = side_by_side["results"][key]["methods"]
+        assert list(methods) == ["bicubic", "ours", "liif"] and methods["ours"]["diversity"] > 0
+        assert side_by_side["results"][key]["per_image"]["liif"]["psnr"] == results["results"][key]["per_image"]["liif"]["psnr"]
+    assert Image.open(both / "grid_x2.png").size[0] >= 5 * 76  # LR | bicubic | ours | liif | GT
+    capsys.readouterr()
+    assert main(["eval", "sr", "--model", str(run / "model"), "--model", str(run / "model"), "--data", str(eval_photos), "--scales", "2",
+                 "--out", str(tmp_path / "twice"), *QUIET]) == 2
+    one_error_line(capsys, "two models of kind 'liif'")
 
 
 def test_user_errors_are_one_line(tmp_path, eval_photos, tiny_models, capsys):

@@ -92,7 +92,7 @@ def test_cli_trains_resumes_and_the_model_upscales_and_evaluates(tmp_path, photo
     assert main(["eval", "sr", "--model", model, "--data", str(photo_dir), "--scales", "2,3", "--max-images", "1", "--steps", "2",
                  "--samples", "2", "--no-progress", "--out", str(report)]) == 0
     results = json.loads((report / "results.json").read_text())
-    assert results["model_class"] == "IDMStyleSR" and results["sampler"] == "ddim" and results["steps"] == 2
+    assert results["model_classes"] == ["IDMStyleSR"] and results["sampler"] == "ddim" and results["steps"] == 2
     for scale in ("2", "3"):
         idm = results["results"][scale]["methods"]["idm"]
         assert idm["seconds"] > 0 and idm["diversity"] > 0 and 0 < idm["ssim"] < 1

@@ -1,6 +1,6 @@
 """`arbiscale eval sr|gen`: measure upsampling or generation and write a report folder.
 
-  arbiscale eval sr --data DIR --scales 2,3,4 [--protocol liif-benchmark] [--model DIR] [--baseline bicubic] --out REPORT
+  arbiscale eval sr --data DIR --scales 2,3,4 [--protocol liif-benchmark] [--model DIR ...] [--baseline bicubic] --out REPORT
   arbiscale eval gen --model DIR --sizes 128x128,192x192 --num 50 [--ref DIR --inception FILE] --out REPORT
 
 `eval sr` samples with the same defaults as `arbiscale upscale` (sampler, steps, strength, LR
@@ -42,10 +42,12 @@ from .inference_options import (
 _NOT_RECORDED = {"run", "command", "eval_command", "overwrite", "no_progress"}
 
 
-def _add_common(parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0) -> None:
+def _add_common(
+    parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0, model_action: str = "store",
+) -> None:
     """Options both tasks share; `sampler`, `steps` and `ddim_eta` are the task's defaults (those of the matching
     command); networks run fp32 unless --dtype says otherwise, so reports compare across machines."""
-    parser.add_argument("--model", help=model_help)
+    parser.add_argument("--model", action=model_action, help=model_help)
     parser.add_argument("--out", required=True, help="report folder (created; existing files are kept unless --overwrite)")
     parser.add_argument("--resize", default="matlab", help=f"bicubic convention, one of {', '.join(RESIZE_METHODS)} (default matlab)")
     add_sampling_options(parser, sampler, steps, ddim_eta, seed_help="base random seed (default 0)")
@@ -66,8 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_common(
         sr, f"a bundled upscaler's name ({', '.join(BUNDLED_UPSCALERS)}), a saved UpscalePipeline folder, or a LIIF or "
-        "IDM-style model folder (RUN_DIR/model of `train liif` or `train idm`; IDM samples with the same options); omit to evaluate only --baseline methods",
-        **UPSCALE_SAMPLING,
+        "IDM-style model folder (RUN_DIR/model of `train liif` or `train idm`; IDM samples with the same options). Repeat "
+        "to score one of each kind side by side in one report (table and grids); omit to evaluate only --baseline methods",
+        model_action="append", **UPSCALE_SAMPLING,
     )
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
     sr.add_argument("--split", help="text file listing the images to use, one path relative to --data a line")
@@ -181,26 +184,25 @@ def run_sr(args: argparse.Namespace) -> int:
     from ..baselines.idm import IDMStyleSR
     from ..data.eval_sets import open_eval_set
     from ..evaluation.report import check_report_dir
-    from ..evaluation.sr import SrEvalConfig, SrRun, evaluate_sr, evaluated_methods, report_files, write_sr_report
+    from ..evaluation.sr import SrEvalConfig, SrRun, evaluate_sr, evaluated_methods, named_models, report_files, write_sr_report
     from ..metrics import LPIPS, load_lpips
-    from ..models.liif import LIIF
     from ..pipelines import UpscalePipeline
 
     state, device, dtype, settings, seed = _setup(args)
     scales = tuple(positive_float(text, "--scales") for text in _comma_list(args.scales, "--scales"))
     baselines = tuple(dict.fromkeys(args.baseline))
-    if args.model is None and not baselines:
+    if not args.model and not baselines:
         raise UserError("nothing to evaluate: give --model DIR, or --baseline bicubic to evaluate a baseline only")
     samples = int_at_least(args.samples, "--samples")
-    pipe = load_sr_model(args.model, device) if args.model is not None else None
-    sampled = isinstance(pipe, (UpscalePipeline, IDMStyleSR))
+    models = named_models([load_sr_model(model, device) for model in args.model or []])
+    sampled = any(isinstance(model, (UpscalePipeline, IDMStyleSR)) for model in models.values())
     upscale = upscale_settings(args)
     config = SrEvalConfig(
         scales=scales,
         protocol=_choice(args.protocol, tuple(METRIC_PROTOCOLS), "--protocol"),
         resize=args.resize,
         baselines=baselines,
-        samples=1 if isinstance(pipe, LIIF) else samples,
+        samples=samples if sampled else 1,
         seed=seed,
         sampling=settings | upscale,
         autocast_dtype=dtype,
@@ -214,14 +216,14 @@ def run_sr(args: argparse.Namespace) -> int:
     lpips = load_lpips(args.lpips_alex, args.lpips_linear)
     if isinstance(lpips, LPIPS):
         lpips = lpips.to(device)
-    evaluated = evaluate_sr(eval_set, config, pipe, lpips, state, device, progress=not args.no_progress)
+    evaluated = evaluate_sr(eval_set, config, models, lpips, state, device, progress=not args.no_progress)
     if evaluated is None:
         return 0
     results, grids = evaluated
     run = SrRun(
         command=recorded_command(args),
-        model=model_label(UpscalePipeline, args.model) if args.model is not None else None,
-        model_class=type(pipe).__name__ if pipe is not None else None,
+        models=[model_label(UpscalePipeline, model) for model in args.model or []],
+        model_classes=[type(model).__name__ for model in models.values()],
         data=str(Path(args.data).resolve()),
         layout=eval_set.layout,
         split=str(Path(args.split).resolve()) if args.split is not None else None,
@@ -230,7 +232,7 @@ def run_sr(args: argparse.Namespace) -> int:
         processes=state.num_processes,
         **(_sampler_header(settings, UpscalePipeline) | upscale if sampled else {}),
     )
-    for path in write_sr_report(out, run, results, grids, config, evaluated_methods(config, pipe), args.overwrite):
+    for path in write_sr_report(out, run, results, grids, config, evaluated_methods(config, models), args.overwrite):
         print(path)
     return 0
 

@@ -1,6 +1,6 @@
 """Evaluation runs behind `arbiscale eval sr|gen`: sharded over processes, one report on the main process.
 
-SR (`sr.py`): evaluate_sr(eval_set, SrEvalConfig, pipe | None, lpips, state, device) -> (results, grids),
+SR (`sr.py`): evaluate_sr(eval_set, SrEvalConfig, {method: model}, lpips, state, device) -> (results, grids),
     write_sr_report(...) -> results.json, report.md, metric_vs_scale.png, grid_x<scale>.png.
 Generation (`gen.py`): evaluate_gen(pipe, GenEvalConfig, extractor, reference, state, device) -> (results,
     rows), write_gen_report(...) -> results.json, report.md, self_ssim.png, samples.png.

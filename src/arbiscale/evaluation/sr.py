@@ -99,8 +99,8 @@ class SrRun:
     The sampling fields are None when no diffusion model was sampled (baselines, LIIF)."""
 
     command: str
-    model: str | None
-    model_class: str | None
+    models: list[str]
+    model_classes: list[str]
     data: str
     layout: str
     split: str | None
@@ -151,13 +151,24 @@ def _scores(outputs: torch.Tensor, pair: EvalPair, protocol: str, scale: float, 
 
 
 def model_method(pipe: SrModel) -> str:
-    """The report's name for the evaluated model: "liif" or "idm" for those baselines, "ours" for a pipeline."""
+    """The report's name for an evaluated model: "liif" or "idm" for those baselines, "ours" for a pipeline."""
     return LIIF_METHOD if isinstance(pipe, LIIF) else IDM_METHOD if isinstance(pipe, IDMStyleSR) else OURS
 
 
-def evaluated_methods(config: SrEvalConfig, pipe: SrModel | None) -> list[str]:
-    """Method names in report order: the baselines, then the model (`model_method`)."""
-    return [*config.baselines, *([model_method(pipe)] if pipe is not None else [])]
+def named_models(pipes: list[SrModel]) -> dict[str, SrModel]:
+    """{method name: model} for models evaluated side by side in one report; one model of each kind."""
+    models: dict[str, SrModel] = {}
+    for pipe in pipes:
+        name = model_method(pipe)
+        if name in models:
+            raise UserError(f"two models of kind {name!r} in one evaluation: give one of each (ours, liif, idm), or evaluate them in separate runs")
+        models[name] = pipe
+    return models
+
+
+def evaluated_methods(config: SrEvalConfig, models: dict[str, SrModel]) -> list[str]:
+    """Method names in report order: the baselines, then the models."""
+    return [*config.baselines, *models]
 
 
 def model_upscale(pipe: SrModel, lr: torch.Tensor, size: tuple[int, int], config: SrEvalConfig, index: int) -> torch.Tensor:
@@ -174,7 +185,9 @@ def model_upscale(pipe: SrModel, lr: torch.Tensor, size: tuple[int, int], config
     return pipe(lr, size=size, generator=generators, num_samples=config.samples, autocast_dtype=config.autocast_dtype, **config.sampling).images
 
 
-def evaluate_image(index: int, eval_set: EvalSet, config: SrEvalConfig, pipe: SrModel | None, lpips: LPIPS | Unavailable, device: torch.device) -> dict:
+def evaluate_image(
+    index: int, eval_set: EvalSet, config: SrEvalConfig, models: dict[str, SrModel], lpips: LPIPS | Unavailable, device: torch.device,
+) -> dict:
     """One image at every scale: {index, name, scales: {scale: {lr_source, sizes, methods: {method: scores}}}, grid}.
 
     Each method's scores include "seconds": the wall time of its upsampling call per output image."""
@@ -185,9 +198,12 @@ def evaluate_image(index: int, eval_set: EvalSet, config: SrEvalConfig, pipe: Sr
         pair = make_pair(image, hr, scale, config.resize)
         size = tuple(pair.hr.shape[-2:])
         outputs, seconds = {}, {}
-        for name in [*config.baselines, *([model_method(pipe)] if pipe is not None else [])]:
+        for name in evaluated_methods(config, models):
             started = time.perf_counter()
-            upscaled = baseline_upscale(name, pair.lr, size, config.resize) if name in config.baselines else model_upscale(pipe, pair.lr, size, config, index)
+            if name in models:
+                upscaled = model_upscale(models[name], pair.lr, size, config, index)
+            else:
+                upscaled = baseline_upscale(name, pair.lr, size, config.resize)
             outputs[name] = quantize_8bit(upscaled)
             seconds[name] = (time.perf_counter() - started) / len(upscaled)
         record["scales"][scale_key(scale)] = {
@@ -238,21 +254,21 @@ def summarise(records: list[dict], config: SrEvalConfig, methods: list[str], lpi
 def evaluate_sr(
     eval_set: EvalSet,
     config: SrEvalConfig,
-    pipe: SrModel | None,
+    models: dict[str, SrModel],
     lpips: LPIPS | Unavailable,
     state: PartialState,
     device: torch.device,
     progress: bool = True,
 ) -> tuple[dict, dict[str, list[tuple[str, list[torch.Tensor]]]]] | None:
     """(results, grids) on the main process, None on the others; every process evaluates its shard."""
-    methods = evaluated_methods(config, pipe)
+    methods = evaluated_methods(config, models)
     if not methods:
-        raise UserError("nothing to evaluate: give a model (`pipe`) and/or bicubic in `baselines`")
+        raise UserError("nothing to evaluate: give a model (`models`) and/or bicubic in `baselines`")
     if not eval_set.images:
         raise UserError(f"no images to evaluate in {eval_set.root}")
     shard = range(state.process_index, len(eval_set.images), state.num_processes)
     bar = tqdm(shard, desc="eval sr", unit="image", disable=not (progress and state.is_main_process))
-    records = [evaluate_image(index, eval_set, config, pipe, lpips, device) for index in bar]
+    records = [evaluate_image(index, eval_set, config, models, lpips, device) for index in bar]
     if state.num_processes > 1:
         records = gather_object(records)
     if not state.is_main_process:
@@ -310,8 +326,10 @@ def write_sr_report(
     lines = [
         "# Super-resolution evaluation",
         "",
-        f"- model: {run.model or 'none (baselines only)'}"
-        + (" (the LIIF regression baseline: deterministic, so sampler, steps, eta, seed, samples and `lr_consistency` do not apply)" if LIIF_METHOD in methods else ""),
+        "- models: " + (", ".join(f"{method} = {model}" for method, model in zip([m for m in methods if m not in config.baselines], run.models))
+                        or "none (baselines only)")
+        + ("; LIIF is a deterministic regression model: sampler, steps, eta, seed, samples and LR consistency do not apply to it"
+           if LIIF_METHOD in methods else ""),
         f"- data: {run.data} (layout {run.layout}, {run.num_images} whole images, HR cropped to LR size x scale)",
         f"- protocol: {config.protocol}: channel {settings[0]['channel']}, shave "
         + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from arbiscale.sampling import make_scheduler
 # The suite runs as `pytest -n 2` on 2 cores: more than one thread per worker oversubscribes the CPU and
 # makes small convolutions over 10x slower.
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # so the commands' `--threads auto` keeps it (cli.inference_options)
 
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 

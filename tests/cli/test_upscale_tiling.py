@@ -1,4 +1,5 @@
 import argparse
+import os
 
 import numpy as np
 import pytest
@@ -63,12 +64,18 @@ def test_bad_tiling_values_exit_2_with_one_line(tmp_path, model_dir, photo, caps
     assert len(lines) == 1 and option in lines[0] and "Traceback" not in lines[0]
 
 
-def test_threads_are_set_and_checked(tmp_path, model_dir, photo, capsys):
-    from arbiscale.cli.inference_options import process_state
+def test_threads_are_set_and_checked(tmp_path, model_dir, photo, capsys, monkeypatch):
+    from arbiscale.cli.inference_options import idle_cores, process_state
 
     try:
         process_state(argparse.Namespace(device="cpu", dtype="auto", threads="2"))
         assert torch.get_num_threads() == 2
+        process_state(argparse.Namespace(device="cpu", dtype="auto", threads="auto"))
+        assert torch.get_num_threads() == 2  # auto keeps OMP_NUM_THREADS's choice when it is set (the suite sets it)
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        process_state(argparse.Namespace(device="cpu", dtype="auto", threads="auto"))
+        assert 1 <= torch.get_num_threads() <= len(os.sched_getaffinity(0))
+        assert 1 <= idle_cores(0.05) <= len(os.sched_getaffinity(0))
     finally:
         torch.set_num_threads(1)  # the suite's setting (conftest)
     assert main(["upscale", str(photo), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(model_dir), "--threads", "0", *FAST]) == 2

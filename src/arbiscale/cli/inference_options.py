@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,8 +47,9 @@ def add_device_options(parser: argparse.ArgumentParser, dtype: str = "auto") -> 
     dtype_help = "auto: fp32 on CPU, bf16 on GPU" if dtype == "auto" else dtype
     parser.add_argument("--dtype", metavar="TYPE", default=dtype, help=f"auto, fp32, bf16 or fp16 network precision (default {dtype_help})")
     parser.add_argument(
-        "--threads", metavar="N",
-        help="torch CPU threads (default: torch's, one per core). On a machine other processes share, fewer is faster",
+        "--threads", metavar="N", default="auto",
+        help="torch CPU threads (default auto: the cores other processes leave idle, measured at start, at least 1; "
+        "OMP_NUM_THREADS, when set, is kept). Two threads on a busy 2-core machine are several times slower than one",
     )
 
 
@@ -185,6 +188,29 @@ def device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtyp
     return device, getattr(torch, DTYPES[args.dtype])
 
 
+def idle_cores(interval: float = 0.2) -> int:
+    """Cores of this process's CPU set that other processes leave idle, from /proc/stat sampled over
+    `interval` seconds (at least 1; all of them where /proc/stat cannot be read). The load average
+    lags by a minute, so a machine just freed would still look busy."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+    def busy_and_total() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy_before, total_before = busy_and_total()
+        time.sleep(interval)
+        busy_after, total_after = busy_and_total()
+    except (OSError, ValueError, IndexError):
+        return cores
+    machine_cores = os.cpu_count() or cores
+    busy = machine_cores * (busy_after - busy_before) / max(1, total_after - total_before)
+    return max(1, min(cores, round(machine_cores - busy)))
+
+
 def process_state(args: argparse.Namespace):
     """(accelerate PartialState, device, autocast dtype) of this process. Under `accelerate launch
     --num_processes N` each process takes its share of the inputs (`state.process_index` of
@@ -194,8 +220,11 @@ def process_state(args: argparse.Namespace):
     from accelerate.utils import parse_flag_from_env
 
     chosen, dtype = device_and_dtype(args)
-    if getattr(args, "threads", None) is not None:
-        torch.set_num_threads(int_at_least(args.threads, "--threads"))
+    threads = getattr(args, "threads", "auto")
+    if threads != "auto":
+        torch.set_num_threads(int_at_least(threads, "--threads"))
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(idle_cores())
     # PartialState only forms a CPU process group (gloo) when told it runs on the CPU.
     on_cpu = args.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
     state = PartialState(cpu=on_cpu)

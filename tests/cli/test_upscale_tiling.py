@@ -83,10 +83,13 @@ def test_threads_are_set_and_checked(tmp_path, model_dir, photo, capsys, monkeyp
     assert len(lines) == 1 and "--threads must be at least 1" in lines[0]
 
 
-def test_dtype_defaults_to_fp32_on_the_cpu():
+@pytest.mark.parametrize("native", [False, True])
+def test_dtype_auto_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, native):
+    monkeypatch.setattr("arbiscale.precision.native_bf16", lambda device: native)
     args = argparse.Namespace(device="cpu", dtype="auto")
-    assert device_and_dtype(args) == (torch.device("cpu"), torch.float32)
+    assert device_and_dtype(args) == (torch.device("cpu"), torch.bfloat16 if native else torch.float32)
     assert device_and_dtype(argparse.Namespace(device="cpu", dtype="bf16"))[1] == torch.bfloat16
+    assert device_and_dtype(argparse.Namespace(device="cpu", dtype="fp32"))[1] == torch.float32
 
 
 @pytest.mark.parametrize("encoder_type", ["edsr-baseline", "rdn"])

@@ -44,7 +44,7 @@ def add_sampling_options(parser: argparse.ArgumentParser, sampler: str = "ddim",
 def add_device_options(parser: argparse.ArgumentParser, dtype: str = "auto") -> None:
     """--device, --dtype (default `dtype`) and --threads."""
     parser.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default auto: cuda if available)")
-    dtype_help = "auto: fp32 on CPU, bf16 on GPU" if dtype == "auto" else dtype
+    dtype_help = "auto: bf16 autocast where the device computes bf16 natively (GPUs; CPUs with AVX512_BF16 or AMX), fp32 elsewhere" if dtype == "auto" else dtype
     parser.add_argument("--dtype", metavar="TYPE", default=dtype, help=f"auto, fp32, bf16 or fp16 network precision (default {dtype_help})")
     parser.add_argument(
         "--threads", metavar="N", default="auto",
@@ -184,7 +184,9 @@ def device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtyp
     if args.dtype == "fp16" and device.type == "cpu":
         raise UserError("--dtype fp16 needs a GPU: use --dtype bf16 or fp32 on the CPU")
     if args.dtype == "auto":
-        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+        from ..precision import native_bf16
+
+        return device, torch.bfloat16 if native_bf16(device) else torch.float32
     return device, getattr(torch, DTYPES[args.dtype])
 
 

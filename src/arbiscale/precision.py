@@ -7,7 +7,11 @@ On a CPU without AVX512_BF16 or AMX, PyTorch emulates bf16 matmuls and convoluti
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+from .errors import UserError
 
 # Private but stable probes of torch.cpu (present since torch 2.1); a missing one counts as "no".
 _CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -21,3 +25,16 @@ def native_bf16(device: torch.device | str) -> bool:
     if device.type == "cpu":
         return any(getattr(torch.cpu, probe, lambda: False)() for probe in _CPU_BF16_PROBES)
     return False
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast the networks to bf16/fp16 on `device` (arithmetic outside them stays float32); None or
+    float32: no autocast. Every inference path (pipelines, baselines, evaluation) runs under this one rule."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    device_type = torch.device(device).type
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise UserError(f"precision must be float32, bfloat16 or float16, got {dtype}")
+    if dtype == torch.float16 and device_type == "cpu":
+        raise UserError("float16 needs a GPU: use bfloat16 or float32 on the CPU")
+    return torch.autocast(device_type, dtype=dtype)

@@ -1,10 +1,10 @@
 """The IDM-style baseline's training stage: a learning test through the real loop, the CLI, resume and inference.
 
 Learning test, measured on CPU, one thread, 100 steps (17 s beside two training runs): on a 16x16 crop of the
-astronaut's flag, seeds 0, 1, 2, the validation loss (v-prediction, fixed noise and levels) fell from 0.52-0.58
-to 0.012-0.016 and the one-step clean estimate's PSNR rose from 8.7-9.1 to 24.5-25.7 dB; the thresholds (a
-fifth of the loss, +8 dB) keep wide margins. Sampling an overfit image-space diffusion model until it beats bicubic took more than 800
-steps here, too long for the suite; the trained model's real score is the side-by-side table (BENCHMARKS.md).
+astronaut's flag (seeds 1 and 2; the test runs seed 0) the validation loss (v-prediction, fixed noise and
+levels) fell from 0.52-0.58 to 0.012-0.016 and the one-step clean estimate's PSNR rose from 8.7-9.1 to
+24.5-25.7 dB; the thresholds (a fifth of the loss, +8 dB) keep wide margins. Sampling an overfit image-space
+diffusion model until it beats bicubic took more than 800 steps here, too long for the suite; the trained model's real score is the side-by-side table (BENCHMARKS.md).
 """
 
 from __future__ import annotations

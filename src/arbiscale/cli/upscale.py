@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models.liif import LIIF
     from ..pipelines.memory import parse_memory
     from ..pipelines.tiled_decode import tiled_features
+    from ..precision import autocast
     from ..sampling.sizes import output_size
 
     if (args.scale is None) == (args.size is None):
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
                 images = pipe.render(features, out_size)
             elif image_space:
                 lr = image_to_tensor(rgb).unsqueeze(0).expand(num_samples, -1, -1, -1)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
+                with autocast(device, dtype):
                     images = pipe.upscale(lr, out_size, generator=generators(seed, num_samples), progress_bar=progress, **settings)
             else:
                 images = pipe(

@@ -37,6 +37,7 @@ from ..errors import UserError
 from ..metrics import LPIPS, Unavailable, diversity, lr_consistency, mean_colour_error, metric_settings, quantize_8bit, resize
 from ..models.liif import LIIF
 from ..pipelines import UpscalePipeline
+from ..precision import autocast
 from .report import (
     centre_crop,
     check_report_dir,
@@ -174,13 +175,12 @@ def evaluated_methods(config: SrEvalConfig, models: dict[str, SrModel]) -> list[
 def model_upscale(pipe: SrModel, lr: torch.Tensor, size: tuple[int, int], config: SrEvalConfig, index: int) -> torch.Tensor:
     """The model's outputs (K, 3, H, W) for one input: LIIF's one, or K samples of a diffusion model,
     sample k drawn with seed S + index*K + k; the networks run autocast when `autocast_dtype` asks for it."""
-    reduced = config.autocast_dtype not in (None, torch.float32)
     if isinstance(pipe, LIIF):
-        with torch.autocast(lr.device.type, dtype=config.autocast_dtype if reduced else None, enabled=reduced):
+        with autocast(lr.device, config.autocast_dtype):
             return pipe.upscale(lr, size).float()
     generators = [torch.Generator().manual_seed(config.seed + index * config.samples + k) for k in range(config.samples)]
     if isinstance(pipe, IDMStyleSR):
-        with torch.autocast(lr.device.type, dtype=config.autocast_dtype if reduced else None, enabled=reduced):
+        with autocast(lr.device, config.autocast_dtype):
             return pipe.upscale(lr.expand(config.samples, -1, -1, -1), size, generator=generators, **config.sampling)
     return pipe(lr, size=size, generator=generators, num_samples=config.samples, autocast_dtype=config.autocast_dtype, **config.sampling).images
 

@@ -10,6 +10,8 @@ from .generate import GenerationOutput, GenerationPipeline
 from .upscale import UpscaleOutput, UpscalePipeline
 
 PIPELINE_CLASSES: dict[str, type[LatentImplicitPipeline]] = {cls.__name__: cls for cls in (UpscalePipeline, GenerationPipeline)}
+# The pipeline that serves a denoiser of each task ("sr", "gen").
+PIPELINE_FOR_TASK: dict[str, type[LatentImplicitPipeline]] = {cls.task: cls for cls in PIPELINE_CLASSES.values()}
 
 
 def load_pipeline(path: str | Path) -> LatentImplicitPipeline:
@@ -24,4 +26,6 @@ def load_pipeline(path: str | Path) -> LatentImplicitPipeline:
     return PIPELINE_CLASSES[class_name].from_pretrained(path)
 
 
-__all__ = ["GenerationOutput", "GenerationPipeline", "UpscaleOutput", "UpscalePipeline", "bundled_model_dir", "load_pipeline"]
+__all__ = [
+    "PIPELINE_FOR_TASK", "GenerationOutput", "GenerationPipeline", "UpscaleOutput", "UpscalePipeline", "bundled_model_dir", "load_pipeline",
+]

@@ -18,6 +18,7 @@ from ..manifest import manifest_problem
 from ..models.autoencoder import ImplicitAutoencoder
 from ..models.loading import load_component
 from ..models.unet import LatentDenoiser
+from ..precision import autocast
 from ..sampling.schedulers import SAMPLERS, make_scheduler, training_schedule_of
 
 # Saved schedulers by class name: every sampler's, and the diffusers classes they extend (a folder saved with
@@ -108,14 +109,7 @@ class LatentImplicitPipeline(DiffusionPipeline):
 
     def precision(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
         """Autocast the networks to bf16/fp16 (the sampler arithmetic stays float32); None or fp32: off."""
-        if dtype is None or dtype == torch.float32:
-            return contextlib.nullcontext()
-        device_type = self.device.type
-        if dtype not in (torch.bfloat16, torch.float16):
-            raise UserError(f"precision must be float32, bfloat16 or float16, got {dtype}")
-        if dtype == torch.float16 and device_type == "cpu":
-            raise UserError("float16 needs a GPU: use bfloat16 or float32 on the CPU")
-        return torch.autocast(device_type, dtype=dtype)
+        return autocast(self.device, dtype)
 
     def render(self, latents: torch.Tensor, size: tuple[int, int], decode_chunk: int) -> torch.Tensor:
         """Decode raw latents at (H, W) into one float32 batch, one image at a time and in bands of

@@ -28,12 +28,11 @@ from ..geometry import scaled_size
 from ..metrics.psnr_ssim import psnr
 from ..models.autoencoder import ImplicitAutoencoder
 from ..models.unet import LatentDenoiser, measure_latent_scale
-from ..pipelines import GenerationPipeline, UpscalePipeline
+from ..pipelines import PIPELINE_FOR_TASK
 from ..sampling.sample import predict_clean_latent
 from .alignment import alignment_loss, clipped_snr
 from .loop import TrainingTask
 
-PIPELINES = {"sr": UpscalePipeline, "gen": GenerationPipeline}
 # The encoded pool in the run folder: a resumed run reads it instead of encoding again.
 ENCODED_CROPS_FILE = "encoded_crops.safetensors"
 
@@ -228,7 +227,7 @@ class LatentDiffusionTask(TrainingTask):
         return {"val_loss": (output - target).square().mean().item(), "val_clean_mse": (estimate - clean).square().mean().item()}
 
     def save(self, model: nn.Module, directory: Path) -> None:
-        PIPELINES[self.task](self.autoencoder, model, self.noise_scheduler).save_pretrained(directory)
+        PIPELINE_FOR_TASK[self.task](self.autoencoder, model, self.noise_scheduler).save_pretrained(directory)
 
 
 class AlignmentTask(LatentDiffusionTask):

@@ -9,7 +9,6 @@ measured peak of a 24-megapixel run.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ..errors import UserError
 from ..geometry import format_size
 from ..models.autoencoder import ImplicitAutoencoder
 from ..models.unet import LatentDenoiser
-from .tiled_decode import receptive_radius
+from .tiled_decode import decoder_halo, encoder_halo
 
 FLOAT = 4
 SAFETY = 1.5
@@ -185,16 +184,15 @@ def plan_tiles(
     if sample_tile is not None and not 0 <= overlap < sample_tile:
         raise UserError(f"the tile overlap must be at least 0 and smaller than the tile ({sample_tile}), got {overlap}")
 
-    decoder_halo = receptive_radius(autoencoder.feature_decoder) + 2
-    encoder_halo = math.ceil(receptive_radius(autoencoder.encoder) / factor)
+    decode_halo, encode_halo = decoder_halo(autoencoder), encoder_halo(autoencoder)
 
     def window_cells(tile: int, halo: int) -> int:
         return min(tile + 2 * halo, height) * min(tile + 2 * halo, width)
 
     def code_fits(tile: int, chunk: int = 1024) -> bool:
         return (
-            encoder_bytes(autoencoder, window_cells(tile, encoder_halo) * factor**2) <= free
-            and feature_decoder_bytes(autoencoder, window_cells(tile, decoder_halo)) + chunk * query_bytes(autoencoder) <= free
+            encoder_bytes(autoencoder, window_cells(tile, encode_halo) * factor**2) <= free
+            and feature_decoder_bytes(autoencoder, window_cells(tile, decode_halo)) + chunk * query_bytes(autoencoder) <= free
         )
 
     code_tile = tile_size
@@ -206,13 +204,13 @@ def plan_tiles(
         raise UserError(f"decoding a tile of {code_tile} cells needs more than the {readable(budget)} budget: lower `tile_size` or raise `max_memory`")
     if code_tile is not None and code_tile >= max(height, width):
         code_tile = None
-    window = window_cells(code_tile or max(height, width), decoder_halo)
+    window = window_cells(code_tile or max(height, width), decode_halo)
     chunk_room = (free - feature_decoder_bytes(autoencoder, window)) // query_bytes(autoencoder)
     if chunk_room < 1:
         raise UserError(f"decoding needs more memory than the {readable(budget)} budget leaves: raise `max_memory` or lower `tile_size`")
     # The statistics pass of tiled encoding/decoding holds its sample of windows all at once.
     window_bytes = max(
-        encoder_bytes(autoencoder, window_cells(code_tile or max(height, width), encoder_halo) * factor**2), feature_decoder_bytes(autoencoder, window)
+        encoder_bytes(autoencoder, window_cells(code_tile or max(height, width), encode_halo) * factor**2), feature_decoder_bytes(autoencoder, window)
     )
     stat_tiles = max(1, free // window_bytes)
     return TilePlan(sample_tile, overlap, int(tile_batch), code_tile, int(stat_tiles), int(min(decode_chunk, chunk_room)))

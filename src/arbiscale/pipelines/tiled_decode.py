@@ -157,10 +157,25 @@ def pooled_norms(network: nn.Module, source: torch.Tensor, windows: list[Window]
     return norms
 
 
+def encoder_halo(autoencoder: ImplicitAutoencoder) -> int:
+    """Latent cells each encoding tile is widened by: the encoder's receptive radius in pixels, in cells."""
+    return math.ceil(receptive_radius(autoencoder.encoder) / autoencoder.downsample_factor)
+
+
+def decoder_margin(autoencoder: ImplicitAutoencoder) -> int:
+    """Cells around a decoding core that its pixels read: the ensemble's neighbour, and one more when unfolding."""
+    return 2 if autoencoder.head.feature_unfold else 1
+
+
+def decoder_halo(autoencoder: ImplicitAutoencoder) -> int:
+    """Latent cells each decoding tile is widened by: D_phi's receptive radius plus the head's margin."""
+    return receptive_radius(autoencoder.feature_decoder) + decoder_margin(autoencoder)
+
+
 def tiled_encode(autoencoder: ImplicitAutoencoder, images: torch.Tensor, tile: int, stat_tiles: int, halo: int | None = None) -> torch.Tensor:
     """`autoencoder.encode(images)` (posterior mean) computed in latent tiles of at most `tile` cells."""
     factor = autoencoder.downsample_factor
-    halo = math.ceil(receptive_radius(autoencoder.encoder) / factor) if halo is None else halo
+    halo = encoder_halo(autoencoder) if halo is None else halo
     size = (images.shape[-2] // factor, images.shape[-1] // factor)
     windows = tile_windows(size, tile, halo)
     if len(windows) == 1:
@@ -247,8 +262,8 @@ def tiled_decode(
     halo: int | None = None,
 ) -> torch.Tensor:
     """`autoencoder.decode(latent, size)` computed in latent tiles of at most `tile` cells."""
-    margin = 2 if autoencoder.head.feature_unfold else 1  # cells around a core that its pixels read
-    halo = receptive_radius(autoencoder.feature_decoder) + margin if halo is None else halo
+    margin = decoder_margin(autoencoder)
+    halo = decoder_halo(autoencoder) if halo is None else halo
     cells = tuple(latent.shape[-2:])
     windows = tile_windows(cells, tile, halo)
     if len(windows) == 1:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from .files import write_atomic
 
 MANIFEST_FILE = "manifest.json"
 
@@ -33,10 +34,8 @@ def write_manifest(directory: Path) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write JSON through a hidden temp file and a rename: readers see the old file or the new, never half."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=1))
-    os.replace(temp, path)
+    """Write JSON atomically (`files.write_atomic`), replacing the file."""
+    write_atomic(path, lambda handle: handle.write(json.dumps(data, indent=1).encode("utf-8")), overwrite=True)
 
 
 def manifest_problem(directory: Path) -> str | None:

@@ -5,19 +5,16 @@ Tensors follow the project convention, (3, H, W) or (B, 3, H, W) float in [-1, 1
 
 from __future__ import annotations
 
-import glob
 import os
-import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UserError, notify
+from ..files import write_atomic
 from ..geometry import resize  # noqa: F401  (the clamped antialiased resize, used with images everywhere)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -156,42 +153,6 @@ def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected an image tensor (3, H, W) or (1, 3, H, W), got shape {tuple(tensor.shape)}")
     array = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
     return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), mode="RGB")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], overwrite: bool = False) -> Path:
-    """Write through a temp file in the same folder and os.replace: a reader never sees half a file,
-    an interrupted write leaves nothing behind, and an existing file is kept unless `overwrite`. Temp
-    files of this name that a killed process (SIGKILL, power loss) left are reported, not deleted: one
-    may belong to another process writing the same file now."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists: pass `overwrite` to replace it, or choose another name")
-    try:  # a folder that is a file, or one we may not write to
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise UserError(f"cannot write {path}: {error}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        os.chmod(temp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; give what open() would
-        os.replace(temp_name, path)
-    except BaseException as error:
-        Path(temp_name).unlink(missing_ok=True)
-        if isinstance(error, (OSError, ValueError)):
-            raise UserError(f"cannot write {path}: {error}") from None
-        raise
-    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
-    if stale:
-        more = f" (+{len(stale) - 1} more)" if len(stale) > 1 else ""
-        notify(f"{stale[0]}{more} is left from an interrupted write of {path.name}: delete it once no other process writes there")
-    return path
 
 
 def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: bool = False) -> Path:

@@ -11,7 +11,6 @@ the denoising error, each weighted per sample by the clipped SNR (see `alignment
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.crops import ArbitraryScaleCrops, item_generator
 from ..data.images import resize
+from ..files import atomic_path
 from ..geometry import scaled_size
 from ..metrics.psnr_ssim import psnr
 from ..models.autoencoder import ImplicitAutoencoder
@@ -94,10 +94,8 @@ class EncodedCrops(Dataset):
         cached = self._read(cache_file, size) if cache_file is not None else None
         self.fields = cached if cached is not None else self._encode(items, autoencoder, size, batch_size)
         if cache_file is not None and cached is None and write_cache:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            temp = cache_file.with_name(f".{cache_file.name}.tmp")
-            save_file(self.fields, temp, metadata={"size": str(size)})
-            os.replace(temp, cache_file)
+            with atomic_path(cache_file, overwrite=True) as temp:
+                save_file(self.fields, temp, metadata={"size": str(size)})
 
     @staticmethod
     def _read(path: Path, size: int) -> dict[str, torch.Tensor] | None:

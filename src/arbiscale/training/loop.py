@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 
 from ..data.crops import item_generator
 from ..errors import UserError
+from ..files import write_atomic
 from ..pipelines.memory import check_free
 from ..precision import native_bf16
 from . import checkpoints
@@ -207,9 +208,7 @@ def _trim_metrics(path: Path, last_step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(temp, path)
+    write_atomic(path, lambda handle: handle.write("".join(f"{line}\n" for line in kept).encode("utf-8")), overwrite=True)
 
 
 @contextlib.contextmanager

@@ -124,7 +124,8 @@ def main() -> None:
             first = first or total
             lines.append(
                 f"| {case} | {name} | {pipe.autoencoder.config.head_blend} | {total:.2f} | {results[0][0]:.2f} | "
-                + " | ".join(f"{stages[stage]:.2f}" for stage in STAGES) + f" | {first / total:.2f}x |"
+                + " | ".join(f"{stages[stage]:.2f}" for stage in STAGES)
+                + f" | {first / total:.2f}x |"
             )
     table = "\n".join(lines) + "\n"
     print(table)

@@ -46,8 +46,14 @@ def train_arm(overrides: dict, args: argparse.Namespace, out_dir: Path) -> Impli
     val_paths = list_images(args.corpus, args.corpus / "val.txt")
     task = AutoencoderTask(model, dataset, validation_crops(val_paths, preset.latent_size, factor))
     settings = TrainSettings(
-        out_dir=out_dir, steps=args.steps, batch_size=args.batch_size, lr=preset.autoencoder_lr,
-        checkpoint_every=args.steps, validate_every=args.steps, log_every=100, seed=args.seed,
+        out_dir=out_dir,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=preset.autoencoder_lr,
+        checkpoint_every=args.steps,
+        validate_every=args.steps,
+        log_every=100,
+        seed=args.seed,
     )
     train(task, settings)
     return model.eval()

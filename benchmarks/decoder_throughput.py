@@ -80,10 +80,7 @@ class StraightforwardLiif(nn.Module):
 
     def forward(self, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor, chunk_size: int) -> torch.Tensor:
         cell = cell.reshape(1, 1, 2).expand(*coord.shape[:2], 2)
-        pieces = [
-            self.query(feat, coord[:, start : start + chunk_size], cell[:, start : start + chunk_size])
-            for start in range(0, coord.shape[1], chunk_size)
-        ]
+        pieces = [self.query(feat, coord[:, start : start + chunk_size], cell[:, start : start + chunk_size]) for start in range(0, coord.shape[1], chunk_size)]
         return torch.cat(pieces, dim=1)
 
 

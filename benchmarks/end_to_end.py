@@ -108,8 +108,14 @@ def run_one(args: argparse.Namespace) -> dict:
 
         def upscale(scale: float, steps: int, latent_size: tuple[int, int] | None) -> torch.Tensor:
             return pipeline(
-                lr, scale=scale, num_inference_steps=steps, sampler=args.sampler, generator=generator, latent_size=latent_size,
-                decode_chunk=args.decode_chunk, autocast_dtype=torch.bfloat16 if args.bf16 else None,
+                lr,
+                scale=scale,
+                num_inference_steps=steps,
+                sampler=args.sampler,
+                generator=generator,
+                latent_size=latent_size,
+                decode_chunk=args.decode_chunk,
+                autocast_dtype=torch.bfloat16 if args.bf16 else None,
             ).images
     else:
         model = denoiser = IDMStyleSR.from_preset(preset).to(device).eval()
@@ -139,8 +145,12 @@ def run_one(args: argparse.Namespace) -> dict:
     output = image.numel() * image.element_size()
     without_output = max(render_starts[0], peak - output) if render_starts else peak - output
     return {
-        "seconds": seconds, "step_seconds": sum(step_seconds) / args.steps, "peak_bytes": peak - before,
-        "peak_without_output_bytes": max(without_output - before, 0), "output_bytes": output, "size": list(size),
+        "seconds": seconds,
+        "step_seconds": sum(step_seconds) / args.steps,
+        "peak_bytes": peak - before,
+        "peak_without_output_bytes": max(without_output - before, 0),
+        "output_bytes": output,
+        "size": list(size),
     }
 
 
@@ -171,8 +181,18 @@ def main() -> None:
         print(json.dumps(run_one(args)))
         return
 
-    shared = [f"--preset={args.preset}", f"--lr-size={args.lr_size}", f"--steps={args.steps}", f"--sampler={args.sampler}",
-              f"--decode-chunk={args.decode_chunk}", f"--device={args.device}"] + ([f"--threads={args.threads}"] if args.threads else []) + (["--bf16"] if args.bf16 else [])
+    shared = (
+        [
+            f"--preset={args.preset}",
+            f"--lr-size={args.lr_size}",
+            f"--steps={args.steps}",
+            f"--sampler={args.sampler}",
+            f"--decode-chunk={args.decode_chunk}",
+            f"--device={args.device}",
+        ]
+        + ([f"--threads={args.threads}"] if args.threads else [])
+        + (["--bf16"] if args.bf16 else [])
+    )
     if args.latent_size:
         shared.append(f"--latent-size={args.latent_size[0]}x{args.latent_size[1]}")
     projected_keys = ("seconds", "step_seconds", "peak_bytes", "peak_without_output_bytes")
@@ -209,9 +229,12 @@ def main() -> None:
             return f"failed: {result['failed']}", "", "", ""
         if "skipped" in result:
             guess, reason = result["skipped"], result["reason"]
-            return (f"{reason} (projected >= {guess['seconds']:.0f})", f">= {guess['step_seconds']:.1f}",
-                    f">= {guess['seconds'] + (paper_steps - args.steps) * guess['step_seconds']:.0f}",
-                    f"{reason} (projected >= {memory(guess)})")
+            return (
+                f"{reason} (projected >= {guess['seconds']:.0f})",
+                f">= {guess['step_seconds']:.1f}",
+                f">= {guess['seconds'] + (paper_steps - args.steps) * guess['step_seconds']:.0f}",
+                f"{reason} (projected >= {memory(guess)})",
+            )
         at_paper = result["seconds"] + (paper_steps - args.steps) * result["step_seconds"]
         return f"{result['seconds']:.2f}", f"{result['step_seconds']:.3f}", f"{at_paper:.1f}", memory(result)
 

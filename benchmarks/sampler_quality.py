@@ -30,42 +30,16 @@ from pathlib import Path
 
 import torch
 
-from arbiscale.cli.inference_options import (
-    add_upscale_options,
-    device_and_dtype,
-    load_pipeline,
-    sampling_settings,
-    upscale_settings,
-)
+from arbiscale.cli.inference_options import add_upscale_options, device_and_dtype, load_pipeline, sampling_settings, upscale_settings
 from arbiscale.data.eval_sets import LAYOUTS, open_eval_set
 from arbiscale.errors import UserError
-from arbiscale.evaluation.report import (
-    check_report_dir,
-    format_value,
-    markdown_table,
-    plot_metrics_vs_scale,
-    write_json,
-    write_text,
-)
-from arbiscale.evaluation.sr import (
-    OURS,
-    SrEvalConfig,
-    evaluate_image,
-    scale_key,
-    summarise,
-)
+from arbiscale.evaluation.report import check_report_dir, format_value, markdown_table, plot_metrics_vs_scale, write_json, write_text
+from arbiscale.evaluation.sr import OURS, SrEvalConfig, evaluate_image, scale_key, summarise
 from arbiscale.metrics import PROTOCOLS, RESIZE_METHODS, load_lpips
 from arbiscale.pipelines import UpscalePipeline, bundled_model_dir
-from decoder_throughput import (
-    cpu_name,  # benchmarks/ is on sys.path when this script runs
-)
+from decoder_throughput import cpu_name  # benchmarks/ is on sys.path when this script runs
 
-DEFAULT_SETTINGS = (
-    "ddim:200:1", "ddim:50:1",
-    "dpm-solver++:10", "dpm-solver++:20", "dpm-solver++:50",
-    "unipc:10", "unipc:20", "unipc:50",
-    "ddim:20:0", "ddim:50:0",
-)
+DEFAULT_SETTINGS = ("ddim:200:1", "ddim:50:1", "dpm-solver++:10", "dpm-solver++:20", "dpm-solver++:50", "unipc:10", "unipc:20", "unipc:50", "ddim:20:0", "ddim:50:0")
 REPORT_FILES = ("results.json", "report.md", "psnr_vs_steps.png")
 BICUBIC = "bicubic"
 
@@ -121,6 +95,7 @@ class TimedPipeline:
 
 def front(rows: list[dict]) -> set[str]:
     """Labels of the rows that no other row beats on both PSNR-Y and seconds (ties do not beat)."""
+
     def beats(a: dict, b: dict) -> bool:
         return a["psnr"] >= b["psnr"] and a["seconds"] <= b["seconds"] and (a["psnr"] > b["psnr"] or a["seconds"] < b["seconds"])
 
@@ -145,12 +120,20 @@ def summary(settings: list[Setting], records: dict, configs: dict, lpips, tolera
         for setting, result in ours.items():
             seconds = [record["seconds"][key] for record in records[setting]]
             means = result["results"][key]["methods"][OURS]
-            rows.append({
-                "label": setting.label, "sampler": setting.sampler, "steps": setting.steps, "eta": setting.eta,
-                "psnr": means["psnr"], "ssim": means["ssim"], "lr_consistency": means["lr_consistency"],
-                "seconds": sum(seconds) / len(seconds), "seconds_min": min(seconds),
-                "per_image": {**result["results"][key]["per_image"][OURS], "seconds": seconds},
-            })
+            rows.append(
+                {
+                    "label": setting.label,
+                    "sampler": setting.sampler,
+                    "steps": setting.steps,
+                    "eta": setting.eta,
+                    "psnr": means["psnr"],
+                    "ssim": means["ssim"],
+                    "lr_consistency": means["lr_consistency"],
+                    "seconds": sum(seconds) / len(seconds),
+                    "seconds_min": min(seconds),
+                    "per_image": {**result["results"][key]["per_image"][OURS], "seconds": seconds},
+                }
+            )
         on_front = front(rows)
         for row in rows:
             row["front"] = row["label"] in on_front
@@ -171,10 +154,7 @@ def markdown(header: dict, results: dict, tolerance_db: float) -> str:
         "",
         f"- model: {header['model']}",
         f"- data: {header['data']} ({results['completed_images']} of {header['num_images']} images: {', '.join(results['images'])})",
-        (
-            f"- protocol {header['protocol']}, LR by {header['resize']} bicubic, seed {header['seed']} (image i: seed + i at every "
-            f"setting), {header['dtype']} on {header['device']}"
-        ),
+        (f"- protocol {header['protocol']}, LR by {header['resize']} bicubic, seed {header['seed']} (image i: seed + i at every setting), {header['dtype']} on {header['device']}"),
         f"- machine: {header['cpu']}, torch threads: {header['threads']}, torch {header['torch']}, {header['date']}",
         f"- command: `{header['command']}`",
         "",
@@ -184,24 +164,38 @@ def markdown(header: dict, results: dict, tolerance_db: float) -> str:
         reference = rows[0] if rows else None
         table = []
         for row in rows:
-            table.append([
-                row["label"], str(row["steps"]), f"{row['psnr']:.2f}", f"{row['psnr'] - reference['psnr']:+.2f}", f"{row['ssim']:.4f}",
-                format_value(row["lr_consistency"], ".2e"), seconds_text(row["seconds"]), f"{reference['seconds'] / row['seconds']:.1f}x",
-                "yes" if row["front"] else "",
-            ])
+            table.append(
+                [
+                    row["label"],
+                    str(row["steps"]),
+                    f"{row['psnr']:.2f}",
+                    f"{row['psnr'] - reference['psnr']:+.2f}",
+                    f"{row['ssim']:.4f}",
+                    format_value(row["lr_consistency"], ".2e"),
+                    seconds_text(row["seconds"]),
+                    f"{reference['seconds'] / row['seconds']:.1f}x",
+                    "yes" if row["front"] else "",
+                ]
+            )
         bicubic = entry["bicubic"]
-        table.append([
-            BICUBIC, "-", f"{bicubic['psnr']:.2f}", f"{bicubic['psnr'] - reference['psnr']:+.2f}" if reference else "-",
-            f"{bicubic['ssim']:.4f}", format_value(bicubic["lr_consistency"], ".2e"), "-", "-", "",
-        ])
+        table.append(
+            [
+                BICUBIC,
+                "-",
+                f"{bicubic['psnr']:.2f}",
+                f"{bicubic['psnr'] - reference['psnr']:+.2f}" if reference else "-",
+                f"{bicubic['ssim']:.4f}",
+                format_value(bicubic["lr_consistency"], ".2e"),
+                "-",
+                "-",
+                "",
+            ]
+        )
         versus = reference["label"] if reference else "-"
         lines += [
             f"## x{key} (shave {entry['settings']['crop_border']} px, channel {entry['settings']['channel']})",
             "",
-            markdown_table(
-                ["setting", "steps", "PSNR-Y (dB)", f"vs {versus}", "SSIM", "LR consistency (MSE)", "s/image", f"speed vs {versus}", "front"],
-                table,
-            ),
+            markdown_table(["setting", "steps", "PSNR-Y (dB)", f"vs {versus}", "SSIM", "LR consistency (MSE)", "s/image", f"speed vs {versus}", "front"], table),
             "",
             (
                 f"Suggested (fastest within {tolerance_db:g} dB of the best PSNR-Y): **{entry['suggested']}**. "
@@ -253,9 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = list(dict.fromkeys(Setting.parse(text) for text in args.settings))
     device, dtype = device_and_dtype(args)
     scales = tuple(dict.fromkeys(args.scales))
-    base = {
-        "scales": scales, "protocol": args.protocol, "resize": args.resize, "seed": args.seed, "autocast_dtype": dtype, "grid_images": 0,
-    }
+    base = {"scales": scales, "protocol": args.protocol, "resize": args.resize, "seed": args.seed, "autocast_dtype": dtype, "grid_images": 0}
     configs = {BICUBIC: SrEvalConfig(**base, baselines=(BICUBIC,))}
     configs |= {s: SrEvalConfig(**base, baselines=(), sampling=s.sampling() | upscale_settings(args)) for s in settings}
     check_report_dir(args.out, REPORT_FILES, args.overwrite)
@@ -269,12 +261,21 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "sampler_quality",
         "command": shlex.join(["python", "benchmarks/sampler_quality.py", *(sys.argv[1:] if argv is None else argv)]),
         "model": str(Path(args.model).resolve()) if args.model else f"bundled ({bundled_model_dir('sr')})",
-        "data": str(Path(args.data).resolve()), "split": str(Path(args.split).resolve()) if args.split else None,
-        "layout": eval_set.layout, "num_images": len(eval_set.images),
-        "protocol": args.protocol, "resize": args.resize, "scales": list(scales), "seed": args.seed,
-        "dtype": str(dtype).removeprefix("torch."), "device": str(device), "threads": torch.get_num_threads(),
-        "cpu": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(), "tolerance_db": args.tolerance_db,
+        "data": str(Path(args.data).resolve()),
+        "split": str(Path(args.split).resolve()) if args.split else None,
+        "layout": eval_set.layout,
+        "num_images": len(eval_set.images),
+        "protocol": args.protocol,
+        "resize": args.resize,
+        "scales": list(scales),
+        "seed": args.seed,
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "tolerance_db": args.tolerance_db,
         **upscale_settings(args),
     }
 

@@ -30,8 +30,7 @@ BUSY = "import torch; torch.set_num_threads(1); a = torch.randn(512, 512)\nwhile
 
 def run_once(photo: Path, out: Path, threads: str) -> float:
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
-    command = [sys.executable, "-m", "arbiscale.cli.main", "upscale", str(photo), "-s", "4", "-o", str(out), "--overwrite", "--no-progress",
-               "--threads", threads]
+    command = [sys.executable, "-m", "arbiscale.cli.main", "upscale", str(photo), "-s", "4", "-o", str(out), "--overwrite", "--no-progress", "--threads", threads]
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
     return time.perf_counter() - started

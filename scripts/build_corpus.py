@@ -78,8 +78,7 @@ def load_spec(path: Path = SPEC_PATH) -> Spec:
     entries = []
     for item in raw["images"]:
         crop = item.get("crop")
-        entries.append(Entry(item["source"], item["path"], item["name"], item["split"], item["licence"],
-                             item["author"], tuple(crop) if crop else None))
+        entries.append(Entry(item["source"], item["path"], item["name"], item["split"], item["licence"], item["author"], tuple(crop) if crop else None))
     names = [e.output_name(formats) for e in entries]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: two photos map to the same output file; give them distinct names")
@@ -106,19 +105,19 @@ def fetch_debs(packages: list[str], deb_dir: Path, apt_update: bool, hint: str) 
     missing = [p for p, files in found.items() if not files]
     if missing:
         if shutil.which("apt-get") is None:
-            raise UserError(f"apt-get not found, so {', '.join(missing)} cannot be downloaded; run this on Debian/"
-                            f"Ubuntu or {hint}")
+            raise UserError(f"apt-get not found, so {', '.join(missing)} cannot be downloaded; run this on Debian/Ubuntu or {hint}")
         if apt_update:
             done = _run(["apt-get", "update"])
             if done.returncode != 0:
-                raise UserError(f"apt-get update failed ({_last_error(done.stderr)}); check that a Debian mirror "
-                                f"is reachable and that you are root")
+                raise UserError(f"apt-get update failed ({_last_error(done.stderr)}); check that a Debian mirror is reachable and that you are root")
         for package in tqdm(missing, desc="apt-get download", unit="pkg"):
             done = _run(["apt-get", "download", package], cwd=deb_dir)
             if done.returncode != 0:
-                raise UserError(f"apt-get could not download {package} ({_last_error(done.stderr)}); check that a "
-                                f"Debian mirror is reachable and the package lists are current (pass --apt-update "
-                                f"as root), or {hint}")
+                raise UserError(
+                    f"apt-get could not download {package} ({_last_error(done.stderr)}); check that a "
+                    f"Debian mirror is reachable and the package lists are current (pass --apt-update "
+                    f"as root), or {hint}"
+                )
         found = {p: sorted(deb_dir.glob(f"{p}_*.deb")) for p in packages}
     return {p: files[0] for p, files in found.items()}
 
@@ -142,11 +141,9 @@ def extract_debs(debs: dict[str, Path], extract_dir: Path) -> dict[str, SourceRo
             target.mkdir(parents=True)
             done = _run(["dpkg-deb", "-x", str(deb), str(target)])
             if done.returncode != 0:
-                raise UserError(f"dpkg-deb could not unpack {deb} into {target} ({_last_error(done.stderr)}); check "
-                                f"the disk space there, or delete the .deb and rerun")
+                raise UserError(f"dpkg-deb could not unpack {deb} into {target} ({_last_error(done.stderr)}); check the disk space there, or delete the .deb and rerun")
             (target / ".extracted").touch()
-        roots[package] = SourceRoot(target, version.stdout.strip(),
-                                    (target / "usr" / "share" / "doc" / package / "copyright",))
+        roots[package] = SourceRoot(target, version.stdout.strip(), (target / "usr" / "share" / "doc" / package / "copyright",))
     return roots
 
 
@@ -173,8 +170,7 @@ def target_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def reencode(src: Path, max_side: int, fmt: str, crop: tuple[int, int, int, int] | None = None
-             ) -> tuple[bytes, tuple[int, int], tuple[int, int]]:
+def reencode(src: Path, max_side: int, fmt: str, crop: tuple[int, int, int, int] | None = None) -> tuple[bytes, tuple[int, int], tuple[int, int]]:
     """Decode, orient, crop, shrink (Lanczos) and encode one photo as sRGB RGB.
 
     Returns the encoded bytes, the original (H, W) and the output (H, W). Alpha is dropped (the only
@@ -244,8 +240,7 @@ def write_corpus(spec: Spec, roots: dict[str, SourceRoot], out: Path, max_side: 
         raise UserError(f"no files for sources {missing}; check the split file")
     absent = [f"{e.source}:{e.path}" for e in spec.entries if not (roots[e.source].root / e.path).is_file()]
     if absent:
-        raise UserError(f"{len(absent)} photos are missing from their sources (first: {absent[0]}); "
-                        f"the package versions may have changed, update scripts/corpus_split.json")
+        raise UserError(f"{len(absent)} photos are missing from their sources (first: {absent[0]}); the package versions may have changed, update scripts/corpus_split.json")
     out.mkdir(parents=True, exist_ok=True)
     (out / "licences").mkdir(exist_ok=True)
     files = []
@@ -254,10 +249,18 @@ def write_corpus(spec: Spec, roots: dict[str, SourceRoot], out: Path, max_side: 
         data, original, size = reencode(roots[entry.source].root / entry.path, max_side, fmt, entry.crop)
         name = entry.output_name(spec.formats)
         _write_atomic(out / name, data)
-        record = {"file": name, "split": entry.split, "source": entry.source,
-                  "source_version": roots[entry.source].version, "original_path": entry.path,
-                  "original_size_hw": list(original), "size_hw": list(size), "licence": entry.licence,
-                  "author": entry.author, "sha256": hashlib.sha256(data).hexdigest()}
+        record = {
+            "file": name,
+            "split": entry.split,
+            "source": entry.source,
+            "source_version": roots[entry.source].version,
+            "original_path": entry.path,
+            "original_size_hw": list(original),
+            "size_hw": list(size),
+            "licence": entry.licence,
+            "author": entry.author,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
         if entry.crop is not None:
             record["crop_ltrb"] = list(entry.crop)
         files.append(record)
@@ -270,10 +273,15 @@ def write_corpus(spec: Spec, roots: dict[str, SourceRoot], out: Path, max_side: 
     for split in ("train", "val"):
         listed = sorted(f["file"] for f in files if f["split"] == split)
         _write_atomic(out / f"{split}.txt", "".join(f"{name}\n" for name in listed).encode())
-    manifest = {"max_side": max_side, "formats": spec.formats, "jpeg_quality": JPEG_QUALITY,
-                "counts": {s: sum(f["split"] == s for f in files) for s in ("train", "val")},
-                "sources": {s: r.version for s, r in sorted(roots.items())},
-                "licence_files": licence_files, "files": files}
+    manifest = {
+        "max_side": max_side,
+        "formats": spec.formats,
+        "jpeg_quality": JPEG_QUALITY,
+        "counts": {s: sum(f["split"] == s for f in files) for s in ("train", "val")},
+        "sources": {s: r.version for s, r in sorted(roots.items())},
+        "licence_files": licence_files,
+        "files": files,
+    }
     if previous is not None:
         kept = {f["file"] for f in files} | set(licence_files)
         for old in previous.get("files", []) + [{"file": n} for n in previous.get("licence_files", [])]:
@@ -289,8 +297,7 @@ def build(out: Path, max_side: int, workdir: Path | None, apt_update: bool, spec
     packages = sorted({e.source for e in spec.entries} - set(PYTHON_SOURCES))
     with tempfile.TemporaryDirectory(prefix="arbiscale-corpus-") as scratch:
         work = workdir if workdir is not None else Path(scratch)
-        hint = (f"put the .deb files in {work / 'debs'}" if workdir is not None
-                else "pass --workdir DIR with the .deb files in DIR/debs")
+        hint = f"put the .deb files in {work / 'debs'}" if workdir is not None else "pass --workdir DIR with the .deb files in DIR/debs"
         debs = fetch_debs(packages, work / "debs", apt_update, hint)
         roots = extract_debs(debs, work / "extracted")
         roots.update(python_roots({e.source for e in spec.entries} & set(PYTHON_SOURCES)))
@@ -303,11 +310,9 @@ def _folder_mb(folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True,
-                        help="folder for the corpus (new, empty or an earlier corpus)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the corpus (new, empty or an earlier corpus)")
     parser.add_argument("--max-side", type=int, default=1024, help="longest side of the re-encoded photos, px")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="keep downloads and unpacked packages here for reuse (default: a temporary folder)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep downloads and unpacked packages here for reuse (default: a temporary folder)")
     parser.add_argument("--apt-update", action="store_true", help="run `apt-get update` first (needs root)")
     parser.add_argument("--split-file", type=Path, default=SPEC_PATH, help="photo list and split (JSON)")
     args = parser.parse_args(argv)

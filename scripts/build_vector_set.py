@@ -77,11 +77,7 @@ def read_package(tarball: Path) -> tuple[dict, dict, dict, dict[str, bytes]]:
 def selected_icons(icons: dict, match: str | None) -> dict[str, dict]:
     """Name -> icon, without hidden icons and skin-tone variants, optionally only names matching `match`."""
     pattern = re.compile(match) if match else None
-    return {
-        name: icon
-        for name, icon in sorted(icons["icons"].items())
-        if not icon.get("hidden") and "-tone" not in name and (pattern is None or pattern.search(name))
-    }
+    return {name: icon for name, icon in sorted(icons["icons"].items()) if not icon.get("hidden") and "-tone" not in name and (pattern is None or pattern.search(name))}
 
 
 def square_svg(icon: dict, defaults: dict) -> str:
@@ -154,9 +150,15 @@ def build(args: argparse.Namespace) -> Path:
     for name, data in licences.items():
         write_if_changed(out / "licences" / Path(name).name, data)
     manifest = {
-        "package": package.get("name"), "version": package.get("version"), "licence": info.get("license") or package.get("license"),
-        "author": info.get("author") or package.get("author"), "homepage": package.get("homepage"),
-        "sizes": sizes, "background": args.background, "match": args.match, "val_percent": args.val_percent,
+        "package": package.get("name"),
+        "version": package.get("version"),
+        "licence": info.get("license") or package.get("license"),
+        "author": info.get("author") or package.get("author"),
+        "homepage": package.get("homepage"),
+        "sizes": sizes,
+        "background": args.background,
+        "match": args.match,
+        "val_percent": args.val_percent,
         "counts": {split: sum(1 for s in splits.values() if s == split) for split in ("train", "val")},
         "icons": {name: {"split": splits[name]} for name in chosen},
     }
@@ -167,6 +169,7 @@ def build(args: argparse.Namespace) -> Path:
 
 def notice(manifest: dict) -> str:
     """The attribution that travels with the renders and with models trained on them (NOTICE.md)."""
+
     def as_dict(field: object, key: str) -> dict:  # Iconify gives author and licence as objects or as plain strings
         return field if isinstance(field, dict) else {key: str(field or "unknown")}
 

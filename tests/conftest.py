@@ -61,8 +61,7 @@ SVGS = {
     "ring.png": '<circle cx="8" cy="8" r="5" fill="none" stroke="#d02020" stroke-width="2"/>',
     "face.png": '<circle cx="8" cy="8" r="7" fill="#f0c020"/><circle cx="5.5" cy="6" r="1.2" fill="#302010"/>'
     '<circle cx="10.5" cy="6" r="1.2" fill="#302010"/><rect x="5" y="10" width="6" height="1.2" fill="#302010"/>',
-    "flag.png": '<rect x="2" y="3" width="12" height="4" fill="#2040c0"/><rect x="2" y="7" width="12" height="4" fill="#20a040"/>'
-    '<polygon points="2,3 8,7 2,11" fill="#ffffff"/>',
+    "flag.png": '<rect x="2" y="3" width="12" height="4" fill="#2040c0"/><rect x="2" y="7" width="12" height="4" fill="#20a040"/><polygon points="2,3 8,7 2,11" fill="#ffffff"/>',
 }
 
 

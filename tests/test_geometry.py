@@ -25,10 +25,7 @@ def test_cell_size_is_dy_dx():
     assert torch.allclose(cell_size((10, 40)), torch.tensor([0.2, 0.05]))
 
 
-@pytest.mark.parametrize(
-    ("size", "scale", "expected"),
-    [((10, 16), 2.5, (25, 40)), ((7, 5), 3.7, (26, 18)), ((13, 9), (2.0, 1.5), (26, 14)), ((1, 1), 0.1, (1, 1))],
-)
+@pytest.mark.parametrize(("size", "scale", "expected"), [((10, 16), 2.5, (25, 40)), ((7, 5), 3.7, (26, 18)), ((13, 9), (2.0, 1.5), (26, 14)), ((1, 1), 0.1, (1, 1))])
 def test_scaled_size_rounds_each_axis(size, scale, expected):
     assert scaled_size(size, scale) == expected
 

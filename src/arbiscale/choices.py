@@ -36,11 +36,7 @@ BUNDLED_GENERATORS = {"emoji": "gen-emoji", "landscapes": "gen"}
 HEAD_BLENDS = ("outputs", "first-layer")
 
 # `metrics.protocols`: name -> (channel, shave beyond ceil(scale), or None for no shave).
-METRIC_PROTOCOLS: dict[str, tuple[str, int | None]] = {
-    "liif-benchmark": ("y", 0),
-    "liif-div2k": ("rgb", 6),
-    "paper": ("rgb", None),
-}
+METRIC_PROTOCOLS: dict[str, tuple[str, int | None]] = {"liif-benchmark": ("y", 0), "liif-div2k": ("rgb", 6), "paper": ("rgb", None)}
 # `metrics.resize`: bicubic conventions for synthesising low-resolution inputs.
 RESIZE_METHODS = ("matlab", "pil")
 # `metrics.consistency`: measures for SelfSSIM.

@@ -26,9 +26,7 @@ def sha256_of(path: Path) -> str:
 def write_manifest(directory: Path) -> None:
     """Record every file's size and sha256 in directory/manifest.json (atomically, after the files)."""
     files = {
-        p.relative_to(directory).as_posix(): {"size": p.stat().st_size, "sha256": sha256_of(p)}
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != MANIFEST_FILE
+        p.relative_to(directory).as_posix(): {"size": p.stat().st_size, "sha256": sha256_of(p)} for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE
     }
     write_json(directory / MANIFEST_FILE, {"files": files})
 

@@ -15,10 +15,7 @@ def _unet(widths: tuple[int, ...], attention: tuple[bool, ...], layers: int, gro
     """Keyword arguments for diffusers' UNet2DModel (channels and sample size are set per task)."""
     down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention)
     up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
-    return dict(
-        block_out_channels=widths, down_block_types=down, up_block_types=up, layers_per_block=layers,
-        norm_num_groups=groups, attention_head_dim=head_dim,
-    )
+    return dict(block_out_channels=widths, down_block_types=down, up_block_types=up, layers_per_block=layers, norm_num_groups=groups, attention_head_dim=head_dim)
 
 
 @dataclass(frozen=True)
@@ -59,10 +56,7 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(
         name="small",
         description="the bundled default model: trains on a 2-core CPU in hours, f=4, 16-channel latent",
-        autoencoder=dict(
-            base_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, latent_channels=16, norm_groups=16,
-            head_hidden=(128, 128, 128, 128), latent_skip=True,
-        ),
+        autoencoder=dict(base_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, latent_channels=16, norm_groups=16, head_hidden=(128, 128, 128, 128), latent_skip=True),
         unet=_unet((64, 128, 256), (False, False, True), layers=1, groups=16, head_dim=32),
         latent_size=(16, 16),
         batch_size=8,

@@ -8,9 +8,7 @@ from arbiscale import choices
 from arbiscale.choices import OBJECTIVE_NAMES, SAMPLER_NAMES
 from arbiscale.sampling.schedulers import OBJECTIVES, SAMPLERS
 
-COMMANDS = [[], ["upscale"], ["generate"], ["eval", "sr"], ["eval", "gen"]] + [
-    ["train", stage] for stage in ("autoencoder", "decoder", "ldm", "align", "liif")
-]
+COMMANDS = [[], ["upscale"], ["generate"], ["eval", "sr"], ["eval", "gen"]] + [["train", stage] for stage in ("autoencoder", "decoder", "ldm", "align", "liif")]
 
 PROBE = """
 import sys

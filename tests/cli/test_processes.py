@@ -21,8 +21,24 @@ def launch_two(tmp_path, *argv: str) -> subprocess.CompletedProcess:
         port = sock.getsockname()[1]
     launcher = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "arbiscale.cli.main", *argv]
+    command = [
+        launcher,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "arbiscale.cli.main",
+        *argv,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -38,8 +54,7 @@ def test_two_processes_write_the_files_of_one(tmp_path, tiny_models):
     for k, (name, size) in enumerate([("a.png", (12, 16)), ("b.png", (16, 12)), ("sub/c.png", (10, 10)), ("d.png", (8, 14)), ("e.png", (9, 9))]):
         Image.fromarray(np.random.RandomState(k).randint(0, 256, (*size, 3), dtype=np.uint8)).save(photos / name)
     upscale = ["upscale", str(photos), "-s", "2.5", "--num-samples", "2", "--model", str(tiny_models / "sr"), "--steps", "2", "--no-progress"]
-    generate = ["generate", "--size", "16x12", "--size", "8x8", "--num", "5", "--batch-size", "2", "--model", str(tiny_models / "gen"),
-                "--steps", "2", "--no-progress"]
+    generate = ["generate", "--size", "16x12", "--size", "8x8", "--num", "5", "--batch-size", "2", "--model", str(tiny_models / "gen"), "--steps", "2", "--no-progress"]
     assert main([*upscale, "-o", str(tmp_path / "one")]) == 0 and main([*generate, "-o", str(tmp_path / "gen-one")]) == 0
     launch_two(tmp_path, *upscale, "-o", str(tmp_path / "two"))
     launch_two(tmp_path, *generate, "-o", str(tmp_path / "gen-two"))

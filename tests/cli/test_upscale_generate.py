@@ -11,7 +11,6 @@ from arbiscale.pipelines import base as pipeline_base
 FAST = ["--steps", "2", "--no-progress"]
 
 
-
 def write_image(path, size, channels=3, seed=0):
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.RandomState(seed).randint(0, 256, (*size, channels), dtype=np.uint8)
@@ -134,17 +133,35 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_models, caps
 @pytest.mark.parametrize(
     ("options", "option"),
     [
-        (["-s", "0"], "--scale"), (["-s", "-2"], "--scale"), (["-s", "0.5"], "below 1"), (["-s", "1e-9"], "below 1"),
-        (["--size", "300"], "300x300"), (["-s", "2", "--overwrite", "--skip-existing"], "--skip-existing"), (["-s", "nan"], "--scale"), (["-s", "inf"], "--scale"),
-        (["-s", "abc"], "--scale"), (["--size", "0x10"], "--size"), (["--size", "abc"], "--size"),
-        (["-s", "3000"], "--max-side"), (["--size", "30000x10"], "--max-side"), (["-s", "2", "--max-side", "0"], "--max-side"),
-        (["-s", "2", "--steps", "0"], "--steps"), (["-s", "2", "--sampler", "euler"], "--sampler"),
-        (["-s", "2", "--eta", "2"], "--eta"), (["-s", "2", "--sampler", "unipc", "--eta", "0.5"], "--eta"),
-        (["-s", "2", "--num-samples", "0"], "--num-samples"), (["-s", "2", "--device", "tpu"], "--device"),
-        (["-s", "2", "--dtype", "fp8"], "--dtype"), (["-s", "2", "--seed", "-1"], "--seed"), ([], "--scale"),
-        (["-s", "2", "--size", "4x4"], "--size"), (["-s", "2", "--num-samples", "2", "-o", "one.png"], "folder"),
-        (["-s", "2", "--max-latent-side", "x"], "--max-latent-side"), (["-s", "2", "--strength", "0"], "--strength"),
-        (["-s", "2", "--strength", "1.5"], "--strength"), (["-s", "2", "--strength", "x"], "--strength"),
+        (["-s", "0"], "--scale"),
+        (["-s", "-2"], "--scale"),
+        (["-s", "0.5"], "below 1"),
+        (["-s", "1e-9"], "below 1"),
+        (["--size", "300"], "300x300"),
+        (["-s", "2", "--overwrite", "--skip-existing"], "--skip-existing"),
+        (["-s", "nan"], "--scale"),
+        (["-s", "inf"], "--scale"),
+        (["-s", "abc"], "--scale"),
+        (["--size", "0x10"], "--size"),
+        (["--size", "abc"], "--size"),
+        (["-s", "3000"], "--max-side"),
+        (["--size", "30000x10"], "--max-side"),
+        (["-s", "2", "--max-side", "0"], "--max-side"),
+        (["-s", "2", "--steps", "0"], "--steps"),
+        (["-s", "2", "--sampler", "euler"], "--sampler"),
+        (["-s", "2", "--eta", "2"], "--eta"),
+        (["-s", "2", "--sampler", "unipc", "--eta", "0.5"], "--eta"),
+        (["-s", "2", "--num-samples", "0"], "--num-samples"),
+        (["-s", "2", "--device", "tpu"], "--device"),
+        (["-s", "2", "--dtype", "fp8"], "--dtype"),
+        (["-s", "2", "--seed", "-1"], "--seed"),
+        ([], "--scale"),
+        (["-s", "2", "--size", "4x4"], "--size"),
+        (["-s", "2", "--num-samples", "2", "-o", "one.png"], "folder"),
+        (["-s", "2", "--max-latent-side", "x"], "--max-latent-side"),
+        (["-s", "2", "--strength", "0"], "--strength"),
+        (["-s", "2", "--strength", "1.5"], "--strength"),
+        (["-s", "2", "--strength", "x"], "--strength"),
     ],
 )
 def test_bad_upscale_values_exit_2_with_one_line(tmp_path, tiny_models, capsys, monkeypatch, options, option):
@@ -189,9 +206,14 @@ def test_generate_renders_each_image_at_every_size(tmp_path, tiny_models, capsys
 
 @pytest.mark.parametrize(
     ("options", "option"),
-    [([], "--size"), (["--size", "0x10"], "--size"), (["--size", "8x8", "--num", "0"], "--num"),
-     (["--size", "8x8", "--latent-size", "abc"], "--latent-size"), (["--size", "99999x8"], "--max-side"),
-     (["--size", "8x8", "-o", "picture.png"], "folder")],
+    [
+        ([], "--size"),
+        (["--size", "0x10"], "--size"),
+        (["--size", "8x8", "--num", "0"], "--num"),
+        (["--size", "8x8", "--latent-size", "abc"], "--latent-size"),
+        (["--size", "99999x8"], "--max-side"),
+        (["--size", "8x8", "-o", "picture.png"], "folder"),
+    ],
 )
 def test_bad_generate_values_exit_2_with_one_line(tmp_path, tiny_models, capsys, monkeypatch, options, option):
     monkeypatch.chdir(tmp_path)
@@ -202,8 +224,7 @@ def test_bad_generate_values_exit_2_with_one_line(tmp_path, tiny_models, capsys,
 def test_console_exit_code_and_message_without_traceback(tmp_path):
     source = write_image(tmp_path / "photo.png", (8, 8))
     result = subprocess.run(
-        [sys.executable, "-m", "arbiscale.cli.main", "upscale", str(source), "-o", str(tmp_path / "out"), "-s", "-1"],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "arbiscale.cli.main", "upscale", str(source), "-o", str(tmp_path / "out"), "-s", "-1"], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "arbiscale upscale: error: --scale must be a positive finite number, got -1"

@@ -45,7 +45,7 @@ def test_tiled_upscale_writes_what_the_pipeline_makes(tmp_path, model_dir, photo
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_tiling(tile_size=12, tile_overlap=4, max_memory="1GB")
     result = pipe(
-        image_to_tensor(Image.open(photo).convert("RGB")), scale=3, num_inference_steps=2, generator=[torch.Generator().manual_seed(0)],
+        image_to_tensor(Image.open(photo).convert("RGB")), scale=3, num_inference_steps=2, generator=[torch.Generator().manual_seed(0)]
     )  # the command line's sampling defaults are the pipeline's
     assert result.tiling.sample_tile == 12 and result.tiling.code_tile == 12
     expected = np.asarray(tensor_to_image(result.images[0])).astype(int)
@@ -54,9 +54,15 @@ def test_tiled_upscale_writes_what_the_pipeline_makes(tmp_path, model_dir, photo
 
 @pytest.mark.parametrize(
     ("options", "option"),
-    [(["--tile", "0"], "--tile"), (["--tile", "7"], "multiple of 2"), (["--tile", "x"], "--tile"),
-     (["--tile", "8", "--tile-overlap", "-1"], "--tile-overlap"), (["--tile", "8", "--tile-overlap", "8"], "overlap"),
-     (["--max-memory", "lots"], "memory budget"), (["--max-memory", "1KB"], "--max-memory")],
+    [
+        (["--tile", "0"], "--tile"),
+        (["--tile", "7"], "multiple of 2"),
+        (["--tile", "x"], "--tile"),
+        (["--tile", "8", "--tile-overlap", "-1"], "--tile-overlap"),
+        (["--tile", "8", "--tile-overlap", "8"], "overlap"),
+        (["--max-memory", "lots"], "memory budget"),
+        (["--max-memory", "1KB"], "--max-memory"),
+    ],
 )
 def test_bad_tiling_values_exit_2_with_one_line(tmp_path, model_dir, photo, capsys, options, option):
     assert main(["upscale", str(photo), "-o", str(tmp_path / "out"), "-s", "2", "--model", str(model_dir), *options, *FAST]) == 2

@@ -97,10 +97,7 @@ def test_folder_and_split_layouts(tmp_path, crops):
         open_eval_set(tmp_path, layout="celeba")
 
 
-@pytest.mark.parametrize(
-    ("size", "scale", "hr", "lr"),
-    [((50, 62), 4, (48, 60), (12, 15)), ((50, 62), 3.5, (49, 60), (14, 17)), ((43, 57), 12, (36, 48), (3, 4))],
-)
+@pytest.mark.parametrize(("size", "scale", "hr", "lr"), [((50, 62), 4, (48, 60), (12, 15)), ((50, 62), 3.5, (49, 60), (14, 17)), ((43, 57), 12, (36, 48), (3, 4))])
 def test_modcrop_sizes(size, scale, hr, lr):
     assert pair_sizes(size, scale) == (hr, lr)
 

@@ -7,15 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from arbiscale.data.images import (
-    image_to_tensor,
-    list_images,
-    load_image,
-    load_image_with_alpha,
-    resize,
-    save_image,
-    tensor_to_image,
-)
+from arbiscale.data.images import image_to_tensor, list_images, load_image, load_image_with_alpha, resize, save_image, tensor_to_image
 from arbiscale.errors import UserError
 
 

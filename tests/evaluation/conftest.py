@@ -11,4 +11,3 @@ def eval_photos(tmp_path_factory, real_photos):
         top, left = (photo.shape[0] - 60) // 2, (photo.shape[1] - 76) // 2
         Image.fromarray(photo[top : top + 60, left : left + 76]).save(folder / f"{name}.png")
     return folder
-

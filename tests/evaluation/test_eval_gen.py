@@ -51,8 +51,7 @@ def test_fid_precision_recall_with_a_feature_extractor(tmp_path, tiny_models, ev
     extractor = tmp_path / "extractor.pt"  # TorchScript, like NVIDIA's Inception file
     torch.jit.script(ColourStatistics()).save(str(extractor))
     out = tmp_path / "report"
-    assert main(["eval", "gen", "--model", str(tiny_models / "gen"), *RUN, "--grid-images", "0", "--ref", str(eval_photos),
-                 "--inception", str(extractor), "--out", str(out)]) == 0
+    assert main(["eval", "gen", "--model", str(tiny_models / "gen"), *RUN, "--grid-images", "0", "--ref", str(eval_photos), "--inception", str(extractor), "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["num_reference"] == 3
     for label in ("16x16", "24x24", "20x28"):
@@ -64,8 +63,7 @@ def test_fid_precision_recall_with_a_feature_extractor(tmp_path, tiny_models, ev
 
 
 @pytest.mark.parametrize(
-    ("extra", "text"),
-    [(["--inception", "x.pt"], "--ref"), (["--measure", "psnr"], "--measure"), (["--sizes", "16x16,abc"], "--sizes"), (["--measure", "ms-ssim"], "176")],
+    ("extra", "text"), [(["--inception", "x.pt"], "--ref"), (["--measure", "psnr"], "--measure"), (["--sizes", "16x16,abc"], "--sizes"), (["--measure", "ms-ssim"], "176")]
 )
 def test_gen_user_errors(tmp_path, tiny_models, capsys, extra, text):
     argv = ["eval", "gen", "--model", str(tiny_models / "gen"), *RUN, "--out", str(tmp_path / "r"), *extra]
@@ -86,8 +84,27 @@ def test_nearest_training_image_is_found_and_shown(tmp_path, tiny_models):
     for i in range(3):
         Image.fromarray((torch.rand(64, 64, 3) * 255).byte().numpy()).save(training / f"noise{i}.png")
     out = tmp_path / "report"
-    argv = ["eval", "gen", "--model", str(tiny_models / "gen"), "--sizes", "16x16,64x64", "--num", "3", "--steps", "2", "--seed", "7",
-            "--no-progress", "--grid-images", "3", "--neighbours", str(training), "--out", str(out)]
+    argv = [
+        "eval",
+        "gen",
+        "--model",
+        str(tiny_models / "gen"),
+        "--sizes",
+        "16x16,64x64",
+        "--num",
+        "3",
+        "--steps",
+        "2",
+        "--seed",
+        "7",
+        "--no-progress",
+        "--grid-images",
+        "3",
+        "--neighbours",
+        str(training),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     neighbours = json.loads((out / "results.json").read_text())["nearest_neighbours"]
     assert neighbours["path"][1].endswith("copy.png") and neighbours["psnr"][1] > 40
@@ -98,8 +115,7 @@ def test_nearest_training_image_is_found_and_shown(tmp_path, tiny_models):
 
 def test_distances_on_the_models_own_encoder_are_named_apart_from_fid(tmp_path, tiny_models, eval_photos):
     out = tmp_path / "report"
-    assert main(["eval", "gen", "--model", str(tiny_models / "gen"), *RUN, "--grid-images", "0", "--ref", str(eval_photos),
-                 "--encoder-features", "--out", str(out)]) == 0
+    assert main(["eval", "gen", "--model", str(tiny_models / "gen"), *RUN, "--grid-images", "0", "--ref", str(eval_photos), "--encoder-features", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["distance_names"] == ["FD-encoder", "KD-encoder"] and "encoder" in results["features"]
     assert all(math.isfinite(results["distribution"][label]["fid"]) for label in ("16x16", "24x24", "20x28"))

@@ -31,6 +31,7 @@ def results_of(folder):
 
 def without_run_details(results):
     """The report without what differs between runs of one evaluation: date, processes, command and timings."""
+
     def timeless(value):
         if isinstance(value, dict):
             return {key: timeless(item) for key, item in value.items() if key != "seconds"}
@@ -46,8 +47,25 @@ def one_error_line(capsys, text):
 
 def test_bicubic_report_matches_a_direct_metric_computation(tmp_path, eval_photos):
     out = tmp_path / "report"
-    argv = ["eval", "sr", "--data", str(eval_photos), "--baseline", "bicubic", "--scales", "2,3.5", "--protocol", "liif-benchmark",
-            "--resize", "pil", "--grid-images", "2", "--out", str(out), *QUIET]
+    argv = [
+        "eval",
+        "sr",
+        "--data",
+        str(eval_photos),
+        "--baseline",
+        "bicubic",
+        "--scales",
+        "2,3.5",
+        "--protocol",
+        "liif-benchmark",
+        "--resize",
+        "pil",
+        "--grid-images",
+        "2",
+        "--out",
+        str(out),
+        *QUIET,
+    ]
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["grid_x2.png", "grid_x3.5.png", "metric_vs_scale.png", "report.md", "results.json"]
     results = results_of(out)
@@ -87,8 +105,30 @@ def test_bicubic_report_matches_a_direct_metric_computation(tmp_path, eval_photo
 def test_plot_is_skipped_without_matplotlib(tmp_path, eval_photos, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = tmp_path / "report"
-    assert main(["eval", "sr", "--data", str(eval_photos), "--baseline", "bicubic", "--scales", "3", "--protocol", "paper",
-                 "--max-images", "1", "--grid-images", "0", "--out", str(out), *QUIET]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "sr",
+                "--data",
+                str(eval_photos),
+                "--baseline",
+                "bicubic",
+                "--scales",
+                "3",
+                "--protocol",
+                "paper",
+                "--max-images",
+                "1",
+                "--grid-images",
+                "0",
+                "--out",
+                str(out),
+                *QUIET,
+            ]
+        )
+        == 0
+    )
     assert "matplotlib is not installed" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "results.json"]
     assert "metric_vs_scale.png" not in (out / "report.md").read_text()
@@ -97,9 +137,38 @@ def test_plot_is_skipped_without_matplotlib(tmp_path, eval_photos, monkeypatch, 
 
 def test_model_with_several_samples(tmp_path, eval_photos, tiny_models):
     out = tmp_path / "report"
-    assert main(["eval", "sr", "--model", str(tiny_models / "sr"), "--data", str(eval_photos), "--max-images", "2", "--scales", "2",
-                 "--protocol", "paper", "--baseline", "bicubic", "--samples", "2", "--steps", "2", "--seed", "5", "--grid-images", "1",
-                 "--out", str(out), *QUIET]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "sr",
+                "--model",
+                str(tiny_models / "sr"),
+                "--data",
+                str(eval_photos),
+                "--max-images",
+                "2",
+                "--scales",
+                "2",
+                "--protocol",
+                "paper",
+                "--baseline",
+                "bicubic",
+                "--samples",
+                "2",
+                "--steps",
+                "2",
+                "--seed",
+                "5",
+                "--grid-images",
+                "1",
+                "--out",
+                str(out),
+                *QUIET,
+            ]
+        )
+        == 0
+    )
     results = results_of(out)
     ours = results["results"]["2"]["methods"]["ours"]
     sampler = DEFAULT_SAMPLING["sampler"]  # eval sr samples with upscale's defaults, the pipeline's
@@ -118,8 +187,34 @@ def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings
     run = tmp_path / "liif"
     assert main(["train", "liif", "--data", str(photo_dir), "--preset", "tiny", "--out", str(run), "--steps", "20", "--batch-size", "4"]) == 0
     out = tmp_path / "report"
-    assert main(["eval", "sr", "--model", str(run / "model"), "--data", str(eval_photos), "--baseline", "bicubic", "--scales", "2,3.5",
-                 "--protocol", "liif-benchmark", "--samples", "3", "--seed", "7", "--grid-images", "1", "--out", str(out), *QUIET]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "sr",
+                "--model",
+                str(run / "model"),
+                "--data",
+                str(eval_photos),
+                "--baseline",
+                "bicubic",
+                "--scales",
+                "2,3.5",
+                "--protocol",
+                "liif-benchmark",
+                "--samples",
+                "3",
+                "--seed",
+                "7",
+                "--grid-images",
+                "1",
+                "--out",
+                str(out),
+                *QUIET,
+            ]
+        )
+        == 0
+    )
     results = results_of(out)
     assert results["model_classes"] == ["LIIF"] and results["samples"] == 1
     assert results["sampler"] is None and results["seed"] is None and results["lr_consistency"] is None
@@ -141,9 +236,38 @@ def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings
 
     # side by side: our pipeline and LIIF in one report, each scored as in its own run
     both = tmp_path / "both"
-    assert main(["eval", "sr", "--model", str(tiny_models / "sr"), "--model", str(run / "model"), "--data", str(eval_photos), "--baseline",
-                 "bicubic", "--scales", "2,3.5", "--protocol", "liif-benchmark", "--samples", "2", "--steps", "1", "--seed", "7",
-                 "--grid-images", "1", "--out", str(both), *QUIET]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "sr",
+                "--model",
+                str(tiny_models / "sr"),
+                "--model",
+                str(run / "model"),
+                "--data",
+                str(eval_photos),
+                "--baseline",
+                "bicubic",
+                "--scales",
+                "2,3.5",
+                "--protocol",
+                "liif-benchmark",
+                "--samples",
+                "2",
+                "--steps",
+                "1",
+                "--seed",
+                "7",
+                "--grid-images",
+                "1",
+                "--out",
+                str(both),
+                *QUIET,
+            ]
+        )
+        == 0
+    )
     side_by_side = results_of(both)
     assert side_by_side["model_classes"] == ["UpscalePipeline", "LIIF"] and side_by_side["samples"] == 2 and side_by_side["seed"] == 7
     for key in EXPECTED_SIZES:
@@ -152,8 +276,10 @@ def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings
         assert side_by_side["results"][key]["per_image"]["liif"]["psnr"] == results["results"][key]["per_image"]["liif"]["psnr"]
     assert Image.open(both / "grid_x2.png").size[0] >= 5 * 76  # LR | bicubic | ours | liif | GT
     capsys.readouterr()
-    assert main(["eval", "sr", "--model", str(run / "model"), "--model", str(run / "model"), "--data", str(eval_photos), "--scales", "2",
-                 "--out", str(tmp_path / "twice"), *QUIET]) == 2
+    assert (
+        main(["eval", "sr", "--model", str(run / "model"), "--model", str(run / "model"), "--data", str(eval_photos), "--scales", "2", "--out", str(tmp_path / "twice"), *QUIET])
+        == 2
+    )
     one_error_line(capsys, "two models of kind 'liif'")
 
 
@@ -181,16 +307,48 @@ def free_port():
 
 
 def test_two_processes_gather_the_same_report(tmp_path, eval_photos):
-    argv = ["eval", "sr", "--data", str(eval_photos), "--baseline", "bicubic", "--baseline", "nearest", "--scales", "2,3.5",
-            "--protocol", "liif-div2k", "--grid-images", "3", *QUIET]
+    argv = [
+        "eval",
+        "sr",
+        "--data",
+        str(eval_photos),
+        "--baseline",
+        "bicubic",
+        "--baseline",
+        "nearest",
+        "--scales",
+        "2,3.5",
+        "--protocol",
+        "liif-div2k",
+        "--grid-images",
+        "3",
+        *QUIET,
+    ]
     assert main([*argv, "--out", str(tmp_path / "one")]) == 0
     launcher = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     # accelerate's --cpu launcher starts one process (without an MPI hostfile); the torchrun launcher
     # with no visible GPU starts two CPU processes joined by gloo.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", str(free_port()), "-m", "arbiscale.cli.main",
-               *argv, "--out", str(tmp_path / "two")]
+    command = [
+        launcher,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "arbiscale.cli.main",
+        *argv,
+        "--out",
+        str(tmp_path / "two"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = results_of(tmp_path / "one"), results_of(tmp_path / "two")

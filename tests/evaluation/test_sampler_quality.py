@@ -36,8 +36,29 @@ def test_settings_are_scored_as_eval_sr_scores_them(tmp_path, tiny_models, eval_
     assert "| unipc-3 |" in capsys.readouterr().out
 
     reference = tmp_path / "eval"
-    assert cli(["eval", "sr", *common, "--scales", "2,3.5", "--sampler", "dpm-solver++", "--steps", "2", "--baseline", "bicubic",
-                "--grid-images", "0", "--no-progress", "--out", str(reference)]) == 0
+    assert (
+        cli(
+            [
+                "eval",
+                "sr",
+                *common,
+                "--scales",
+                "2,3.5",
+                "--sampler",
+                "dpm-solver++",
+                "--steps",
+                "2",
+                "--baseline",
+                "bicubic",
+                "--grid-images",
+                "0",
+                "--no-progress",
+                "--out",
+                str(reference),
+            ]
+        )
+        == 0
+    )
     expected = json.loads((reference / "results.json").read_text())["results"]
     for key in ("2", "3.5"):
         entry = results["results"][key]

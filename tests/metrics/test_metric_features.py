@@ -6,14 +6,7 @@ import scipy.linalg
 import torch
 
 from arbiscale.errors import UserError
-from arbiscale.metrics import (
-    FeatureExtractor,
-    Unavailable,
-    frechet_distance,
-    kernel_inception_distance,
-    load_feature_extractor,
-    precision_recall,
-)
+from arbiscale.metrics import FeatureExtractor, Unavailable, frechet_distance, kernel_inception_distance, load_feature_extractor, precision_recall
 
 # NVIDIA's Inception is TorchScript; torch 2.13 flags torch.jit as deprecated but still loads it.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")

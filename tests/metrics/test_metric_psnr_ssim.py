@@ -74,6 +74,7 @@ def numpy_ms_ssim(a: np.ndarray, b: np.ndarray, weights: list[float]) -> float:
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     value = 1.0
     for level, weight in enumerate(weights):
+
         def blur(t):
             return gaussian_filter(t, 1.5, truncate=3.5)[5:-5, 5:-5]
 

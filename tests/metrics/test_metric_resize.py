@@ -10,8 +10,7 @@ from arbiscale.metrics import RESIZE_METHODS, imresize, resize, synthesize_lr, t
 from arbiscale.metrics.resize import cubic, matlab_weight_matrix
 
 # Keys' kernel, a = -0.5: 1.5|x|^3 - 2.5|x|^2 + 1 on [0, 1], -0.5|x|^3 + 2.5|x|^2 - 4|x| + 2 on (1, 2].
-KERNEL_VALUES = [(0.0, 1.0), (0.25, 0.8671875), (0.5, 0.5625), (0.75, 0.2265625), (1.0, 0.0),
-                 (1.25, -0.0703125), (1.5, -0.0625), (1.75, -0.0234375), (2.0, 0.0), (2.5, 0.0)]
+KERNEL_VALUES = [(0.0, 1.0), (0.25, 0.8671875), (0.5, 0.5625), (0.75, 0.2265625), (1.0, 0.0), (1.25, -0.0703125), (1.5, -0.0625), (1.75, -0.0234375), (2.0, 0.0), (2.5, 0.0)]
 
 
 @pytest.mark.parametrize(("x", "expected"), KERNEL_VALUES)

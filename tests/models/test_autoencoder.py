@@ -168,7 +168,7 @@ def test_latent_skip_hands_the_latent_itself_to_the_head():
     with torch.no_grad():
         features = autoencoder.feature_decoder(latent)
         assert features.shape[1] == config["base_channels"] + config["latent_channels"]
-        assert torch.equal(features[:, -config["latent_channels"]:], latent)
+        assert torch.equal(features[:, -config["latent_channels"] :], latent)
         assert autoencoder.decode(latent, (13, 17)).shape == (2, 3, 13, 17)
 
 

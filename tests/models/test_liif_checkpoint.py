@@ -117,16 +117,17 @@ class PublicLIIF(nn.Module):
 def edsr_checkpoint() -> tuple[PublicLIIF, dict]:
     torch.manual_seed(0)
     model = PublicLIIF(PublicEDSR(2, 8), 8, [32, 32])
-    args = {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 2, "n_feats": 8}},
-            "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [32, 32]}}}
+    args = {
+        "encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 2, "n_feats": 8}},
+        "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [32, 32]}},
+    }
     return model, {"model": {"name": "liif", "args": args, "sd": model.state_dict()}, "optimizer": {"name": "adam"}, "epoch": 1000}
 
 
 def rdn_checkpoint() -> tuple[PublicLIIF, dict]:
     torch.manual_seed(1)
     model = PublicLIIF(PublicRDN(8, 20, 6, 32), 8, [16])
-    args = {"encoder_spec": {"name": "rdn", "args": {"no_upsampling": True, "G0": 8, "RDNconfig": "A"}},
-            "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [16]}}}
+    args = {"encoder_spec": {"name": "rdn", "args": {"no_upsampling": True, "G0": 8, "RDNconfig": "A"}}, "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [16]}}}
     return model, {"model": {"name": "liif", "args": args, "sd": model.state_dict()}, "epoch": 1}
 
 
@@ -206,6 +207,23 @@ def test_upscale_and_eval_run_a_converted_checkpoint(tmp_path, capsys):
     assert "one output per input" in capsys.readouterr().err
     Image.fromarray(np.random.RandomState(1).randint(0, 256, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "hr.png")
     (tmp_path / "val.txt").write_text("hr.png\n")
-    code = main(["eval", "sr", "--model", str(tmp_path / "model"), "--data", str(tmp_path), "--split", str(tmp_path / "val.txt"),
-                 "--scales", "2", "--grid-images", "0", "--no-progress", "--out", str(tmp_path / "report")])
+    code = main(
+        [
+            "eval",
+            "sr",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(tmp_path),
+            "--split",
+            str(tmp_path / "val.txt"),
+            "--scales",
+            "2",
+            "--grid-images",
+            "0",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert code == 0 and (tmp_path / "report" / "results.json").is_file()

@@ -28,10 +28,7 @@ def low_res():
     return torch.rand(1, 3, 10, 14) * 2 - 1
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "expected"),
-    [({"scale": 2.37}, (24, 33)), ({"scale": 3.7}, (37, 52)), ({"size": (50, 20)}, (50, 20)), ({"scale": 0.8}, (8, 11))],
-)
+@pytest.mark.parametrize(("kwargs", "expected"), [({"scale": 2.37}, (24, 33)), ({"scale": 3.7}, (37, 52)), ({"size": (50, 20)}, (50, 20)), ({"scale": 0.8}, (8, 11))])
 def test_exact_output_sizes(upscaler, low_res, kwargs, expected):
     out = upscaler(low_res, num_inference_steps=2, generator=seeded(0), **kwargs)
     assert out.images.shape == (1, 3, *expected)
@@ -43,8 +40,11 @@ def test_scale_beyond_the_cap_only_changes_the_render(upscaler, low_res):
     out = upscaler(low_res, scale=30, num_inference_steps=2, generator=seeded(0), max_latent_side=16, decode_chunk=4096, lr_consistency=False)
     assert out.images.shape == (1, 3, 300, 420)
     assert out.latents.shape == (1, 3, 12, 16)  # 150 x 210 cells capped to 16 on the long side, multiples of 2
-    assert torch.allclose(upscaler.autoencoder.decode(out.latents, (30, 42)), upscaler(
-        low_res, size=(30, 42), num_inference_steps=2, generator=seeded(0), latent_size=(12, 16), lr_consistency=False).images, atol=1e-5)
+    assert torch.allclose(
+        upscaler.autoencoder.decode(out.latents, (30, 42)),
+        upscaler(low_res, size=(30, 42), num_inference_steps=2, generator=seeded(0), latent_size=(12, 16), lr_consistency=False).images,
+        atol=1e-5,
+    )
 
 
 def test_working_latent_for_the_default_cap(upscaler, low_res):

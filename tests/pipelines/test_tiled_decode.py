@@ -133,12 +133,12 @@ def test_tiled_upscaling_agrees_with_whole_upscaling(upscaler, photo, whole_and_
     assert (tiled.latents - whole.latents).norm() / whole.latents.norm() < 0.08
     assert (tiled.images - whole.images).square().mean().sqrt() < 0.02 * whole.images.std()
     again = upscale_tiled(
-        upscaler, photo, dict(tile_size=16, tile_overlap=8), scale=4, num_inference_steps=10, sampler=sampler, eta=eta,
-        generator=torch.Generator().manual_seed(0),
+        upscaler, photo, dict(tile_size=16, tile_overlap=8), scale=4, num_inference_steps=10, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)
     )
     assert torch.equal(again.images, tiled.images)
-    assert torch.equal(upscaler(photo, scale=4, num_inference_steps=10, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)).images,
-                       whole.images)  # tiling is off again after disable_tiling
+    assert torch.equal(
+        upscaler(photo, scale=4, num_inference_steps=10, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)).images, whole.images
+    )  # tiling is off again after disable_tiling
 
 
 def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
@@ -150,8 +150,9 @@ def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
     whole, tiled = whole_and_tiled("ddim", 0.0)
     signed = (tiled.images - whole.images).mean(1)[0]
     out_size, factor = tuple(signed.shape), 2
-    sample_cuts = [sorted({edge * factor for span in spans for edge in (span.start, span.stop)} - {0, length * factor})
-                   for spans, length in zip(zip(*tile_layout((48, 64), 16, 8)), (48, 64))]
+    sample_cuts = [
+        sorted({edge * factor for span in spans for edge in (span.start, span.stop)} - {0, length * factor}) for spans, length in zip(zip(*tile_layout((48, 64), 16, 8)), (48, 64))
+    ]
     cuts = [sorted(set(a) | set(b)) for a, b in zip(sample_cuts, decode_cuts((48, 64), out_size, 16, 15))]
     border, interior = band_masks(out_size, cuts, 2)
     assert signed.abs()[border].mean() <= 1.2 * signed.abs()[interior].mean()

@@ -29,7 +29,6 @@ class Outcome:
         return lines[0]
 
 
-
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture):
     """Run `arbiscale ARGV...` in this process; returns its exit code and what it printed."""

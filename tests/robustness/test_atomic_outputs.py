@@ -38,8 +38,7 @@ def encoder_dies_half_way(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("error", "raised"),
-    [(KeyboardInterrupt(), KeyboardInterrupt), (RuntimeError("encoder bug"), RuntimeError), (OSError(28, "No space left on device"), UserError)],
+    ("error", "raised"), [(KeyboardInterrupt(), KeyboardInterrupt), (RuntimeError("encoder bug"), RuntimeError), (OSError(28, "No space left on device"), UserError)]
 )
 def test_an_interrupted_save_leaves_nothing_and_keeps_the_old_file(tmp_path, photo, encoder_dies_half_way, error, raised):
     encoder_dies_half_way(error)

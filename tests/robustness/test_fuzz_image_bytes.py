@@ -30,8 +30,13 @@ def seed_files(real_photos) -> dict[str, bytes]:
     exif[0x0112] = 6  # rotated: the EXIF block and the transpose are fuzzed too
     encoded = {}
     for name, image, options in (
-        ("PNG", photo, {}), ("JPEG", photo, {"quality": 90}), ("WEBP", photo, {}), ("GIF", photo, {}), ("TIFF", photo, {}),
-        ("EXIF-JPEG", photo, {"exif": exif}), ("RGBA-PNG", photo.convert("RGBA"), {}),
+        ("PNG", photo, {}),
+        ("JPEG", photo, {"quality": 90}),
+        ("WEBP", photo, {}),
+        ("GIF", photo, {}),
+        ("TIFF", photo, {}),
+        ("EXIF-JPEG", photo, {"exif": exif}),
+        ("RGBA-PNG", photo.convert("RGBA"), {}),
     ):
         buffer = io.BytesIO()
         image.save(buffer, format=name.split("-")[-1], **options)

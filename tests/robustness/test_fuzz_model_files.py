@@ -15,13 +15,15 @@ from arbiscale.pipelines import UpscalePipeline
 from arbiscale.training.checkpoints import list_checkpoints
 
 MODEL_FILES = (
-    "model_index.json", "autoencoder/config.json", "denoiser/config.json", "scheduler/scheduler_config.json",
-    "autoencoder/diffusion_pytorch_model.safetensors", "denoiser/diffusion_pytorch_model.safetensors",
+    "model_index.json",
+    "autoencoder/config.json",
+    "denoiser/config.json",
+    "scheduler/scheduler_config.json",
+    "autoencoder/diffusion_pytorch_model.safetensors",
+    "denoiser/diffusion_pytorch_model.safetensors",
 )
 # Safetensors mutations land in the first 256 bytes: the JSON header that names every tensor, dtype and offset.
-header_mutation = st.one_of(
-    mutation, st.tuples(st.just("flip"), st.integers(0, 255), st.integers(1, 255)), st.tuples(st.just("truncate"), st.integers(0, 255), st.just(0)),
-)
+header_mutation = st.one_of(mutation, st.tuples(st.just("flip"), st.integers(0, 255), st.integers(1, 255)), st.tuples(st.just("truncate"), st.integers(0, 255), st.just(0)))
 
 
 @settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -46,8 +48,24 @@ CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", "trainer_state.json", 
 @given(name=st.sampled_from(CHECKPOINT_FILES), mutations=st.lists(mutation, min_size=1, max_size=3))
 def test_a_mutated_checkpoint_falls_back_to_the_previous_one(tmp_path_factory, cli, photo_dir, name, mutations):
     run_dir = tmp_path_factory.mktemp("fuzz") / "run"
-    train = ("train", "autoencoder", "--data", photo_dir, "--preset", "tiny", "--out", run_dir, "--batch-size", "2",
-             "--checkpoint-every", "1", "--validate-every", "1000", "--log-every", "1")
+    train = (
+        "train",
+        "autoencoder",
+        "--data",
+        photo_dir,
+        "--preset",
+        "tiny",
+        "--out",
+        run_dir,
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--validate-every",
+        "1000",
+        "--log-every",
+        "1",
+    )
     assert cli(*train, "--steps", "2").code == 0
     path = list_checkpoints(run_dir)[-1] / name
     original = path.read_bytes()

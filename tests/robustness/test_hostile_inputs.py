@@ -37,10 +37,7 @@ def test_upscale_past_the_schedule_or_the_seed_range(upscale, photo, tmp_path, o
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-@pytest.mark.parametrize(
-    ("options", "named"),
-    [(["--steps", "1001"], "1000"), (["--seed", "18446744073709551615", "--num", "2"], "--seed")],
-)
+@pytest.mark.parametrize(("options", "named"), [(["--steps", "1001"], "1000"), (["--seed", "18446744073709551615", "--num", "2"], "--seed")])
 def test_generate_past_the_schedule_or_the_seed_range(cli, tiny_models, tmp_path, options, named):
     outcome = cli("generate", "--model", tiny_models / "gen", "--size", "8x8", "-o", tmp_path / "gen", "--no-progress", *options)
     assert named in outcome.error_line()
@@ -78,8 +75,25 @@ def test_a_binary_split_file_is_one_line(cli, photo, tmp_path):
 
 def train(cli, photo_dir, run_dir, steps, *extra):
     return cli(
-        "train", "autoencoder", "--data", photo_dir, "--preset", "tiny", "--out", run_dir, "--steps", steps, "--batch-size", "2",
-        "--checkpoint-every", "1", "--validate-every", "1000", "--log-every", "1", *extra,
+        "train",
+        "autoencoder",
+        "--data",
+        photo_dir,
+        "--preset",
+        "tiny",
+        "--out",
+        run_dir,
+        "--steps",
+        steps,
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--validate-every",
+        "1000",
+        "--log-every",
+        "1",
+        *extra,
     )
 
 
@@ -133,7 +147,6 @@ def test_resume_with_other_settings_is_refused_unless_allowed(cli, photo_dir, tm
 def test_scale_below_one_is_refused(upscale, photo, tmp_path):
     for scale in ("0.5", "1e-9"):
         assert "below 1" in upscale(photo, "-o", tmp_path / "out", "-s", scale).error_line()
-
 
 
 def test_memory_past_what_is_free_is_refused_before_allocating(cli, upscale, tiny_models, photo, tmp_path):

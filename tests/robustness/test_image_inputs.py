@@ -92,10 +92,7 @@ def test_alpha_is_upscaled_separately_and_written_to_the_png(tmp_path, upscale, 
 @pytest.mark.parametrize("kind", ["gray", "bilevel", "palette", "palette-transparent", "gray-alpha"])
 def test_gray_palette_and_bilevel_files(tmp_path, upscale, photo, kind):
     rgb = Image.fromarray(photo)
-    image = {
-        "gray": rgb.convert("L"), "bilevel": rgb.convert("1"), "palette": rgb.convert("P"),
-        "palette-transparent": rgb.convert("P"), "gray-alpha": rgb.convert("LA"),
-    }[kind]
+    image = {"gray": rgb.convert("L"), "bilevel": rgb.convert("1"), "palette": rgb.convert("P"), "palette-transparent": rgb.convert("P"), "gray-alpha": rgb.convert("LA")}[kind]
     source = tmp_path / f"{kind}.png"
     image.save(source, **({"transparency": 0} if kind == "palette-transparent" else {}))
     assert Image.open(source).mode == image.mode

@@ -25,8 +25,27 @@ KILL_AFTER = STEPS // 4  # kill once a checkpoint at least this far exists, with
 
 def train_argv(photo_dir: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
     return [
-        "train", "autoencoder", "--data", str(photo_dir), "--preset", "tiny", "--out", str(run_dir), "--steps", str(steps),
-        "--batch-size", "2", "--checkpoint-every", "2", "--log-every", "1", "--validate-every", "1000", "--ema", "0.9", *extra,
+        "train",
+        "autoencoder",
+        "--data",
+        str(photo_dir),
+        "--preset",
+        "tiny",
+        "--out",
+        str(run_dir),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--log-every",
+        "1",
+        "--validate-every",
+        "1000",
+        "--ema",
+        "0.9",
+        *extra,
     ]
 
 
@@ -135,8 +154,7 @@ def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finis
     chance = random.Random(0)
     during_a_write = 0
     for attempt in range(20):
-        process = subprocess.Popen(train_command(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"), env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(train_command(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(chance.uniform(2.5, 5.0))  # start-up takes about 2-3 s, a step and its checkpoint about 0.1 s
         if attempt % 2:  # every other kill waits for a checkpoint being assembled and strikes then
             deadline = time.monotonic() + 5

@@ -52,8 +52,13 @@ def test_schedule_of_a_saved_scheduler_carries_over_to_any_sampler():
 
 @pytest.mark.parametrize(
     ("name", "steps", "eta"),
-    [("ddpm", 50, None), ("ddim", 50, 0.0), ("dpm-solver++", 25, None), ("unipc", 25, None),
-     (PAPER_SAMPLING["sampler"], PAPER_SAMPLING["num_inference_steps"], PAPER_SAMPLING["eta"])],
+    [
+        ("ddpm", 50, None),
+        ("ddim", 50, 0.0),
+        ("dpm-solver++", 25, None),
+        ("unipc", 25, None),
+        (PAPER_SAMPLING["sampler"], PAPER_SAMPLING["num_inference_steps"], PAPER_SAMPLING["eta"]),
+    ],
 )
 def test_every_sampler_reaches_the_data_distribution(name, steps, eta):
     # Latents are not bounded: a mean of 3 fails any sampler that clips its clean estimate to [-1, 1].
@@ -80,8 +85,7 @@ def test_one_generator_per_sample_fixes_each_sample_whatever_the_batch():
     oracle = GaussianOracle(scheduler.alphas_cumprod, mean=0.0, std=1.0)
 
     def run(seeds):
-        return sample_latents(oracle, make_scheduler("ddim"), (len(seeds), 2, 4, 4), num_inference_steps=5, eta=1.0,
-                              generator=[torch.Generator().manual_seed(s) for s in seeds])
+        return sample_latents(oracle, make_scheduler("ddim"), (len(seeds), 2, 4, 4), num_inference_steps=5, eta=1.0, generator=[torch.Generator().manual_seed(s) for s in seeds])
 
     pair = run([1, 2])
     assert torch.allclose(pair[0], run([1])[0], atol=1e-6)
@@ -127,10 +131,7 @@ def test_partial_strength_runs_the_low_noise_tail_and_still_reaches_the_target(n
     oracle = CountingOracle(scheduler.alphas_cumprod, mean=0.0, std=0.1)
     oracle.calls = []
     condition = torch.linspace(-2, 2, 16).reshape(1, 1, 4, 4).expand(512, 1, 4, 4)
-    samples = sample_latents(
-        oracle, scheduler, tuple(condition.shape), condition, 20, generator=torch.Generator().manual_seed(0),
-        start=condition + 0.3, strength=0.4,
-    )
+    samples = sample_latents(oracle, scheduler, tuple(condition.shape), condition, 20, generator=torch.Generator().manual_seed(0), start=condition + 0.3, strength=0.4)
     assert len(oracle.calls) == 8 and max(oracle.calls) < 0.45 * 1000
     assert torch.allclose(samples.mean(0), condition[0], atol=0.05)
 

@@ -9,8 +9,7 @@ from arbiscale.sampling import check_latent_size, check_output_size, output_size
 
 
 @pytest.mark.parametrize(
-    ("size", "scale", "expected"),
-    [((10, 14), 2.37, (24, 33)), ((37, 23), 3.7, (137, 85)), ((16, 16), 4, (64, 64)), ((9, 31), 0.5, (4, 16)), ((3, 5), (2.0, 3.0), (6, 15))],
+    ("size", "scale", "expected"), [((10, 14), 2.37, (24, 33)), ((37, 23), 3.7, (137, 85)), ((16, 16), 4, (64, 64)), ((9, 31), 0.5, (4, 16)), ((3, 5), (2.0, 3.0), (6, 15))]
 )
 def test_output_is_exactly_round_of_input_times_scale(size, scale, expected):
     assert output_size(size, scale=scale) == expected
@@ -65,8 +64,12 @@ def test_the_cap_gives_way_to_the_input_resolution():
 
 
 @given(
-    height=st.integers(1, 3000), width=st.integers(1, 3000), scale=st.floats(1, 8), factor=st.sampled_from([1, 2, 4, 8]),
-    multiple=st.sampled_from([1, 2, 4, 8]), cap=st.integers(8, 256),
+    height=st.integers(1, 3000),
+    width=st.integers(1, 3000),
+    scale=st.floats(1, 8),
+    factor=st.sampled_from([1, 2, 4, 8]),
+    multiple=st.sampled_from([1, 2, 4, 8]),
+    cap=st.integers(8, 256),
 )
 def test_the_working_image_is_never_below_the_input(height, width, scale, factor, multiple, cap):
     out_size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -81,10 +84,7 @@ def test_cap_below_the_unet_multiple_is_refused():
         working_latent_size((100, 100), 4, 8, 4)
 
 
-@given(
-    height=st.integers(1, 5000), width=st.integers(1, 5000), factor=st.sampled_from([1, 2, 4, 8]),
-    multiple=st.sampled_from([1, 2, 4, 8]), cap=st.integers(8, 256),
-)
+@given(height=st.integers(1, 5000), width=st.integers(1, 5000), factor=st.sampled_from([1, 2, 4, 8]), multiple=st.sampled_from([1, 2, 4, 8]), cap=st.integers(8, 256))
 def test_working_latent_invariants(height, width, factor, multiple, cap):
     latent_h, latent_w = working_latent_size((height, width), factor, multiple, cap)
     assert latent_h % multiple == 0 and latent_w % multiple == 0

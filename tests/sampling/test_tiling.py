@@ -84,9 +84,7 @@ def test_tiled_sampling_stays_close_to_whole_sampling(denoiser):
     condition = torch.randn(1, 3, 32, 48)
     results = []
     for model in (denoiser, TiledDenoiser(denoiser, 24, 8, tile_batch=2)):
-        results.append(
-            sample_latents(model, make_scheduler("ddim"), (1, 3, 32, 48), condition, 6, 0.0, torch.Generator().manual_seed(0))
-        )
+        results.append(sample_latents(model, make_scheduler("ddim"), (1, 3, 32, 48), condition, 6, 0.0, torch.Generator().manual_seed(0)))
     whole, tiled = results
     assert (tiled - whole).norm() / whole.norm() < 0.08
 

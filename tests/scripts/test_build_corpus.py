@@ -48,8 +48,7 @@ def sources(tmp_path: Path) -> tuple[dict, bc.Spec]:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_target_size_keeps_aspect_and_never_enlarges() -> None:
@@ -67,8 +66,7 @@ def test_corpus_files_split_and_manifest(sources, tmp_path: Path) -> None:
     assert (out / "val.txt").read_text().split() == ["lib__small.png"]
     assert manifest["counts"] == {"train": 3, "val": 1}
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    expected_hw = {"pkg__wide.jpg": (77, 128), "pkg__gray.jpg": (128, 64), "pkg__alpha.jpg": (90, 120),
-                   "lib__small.png": (80, 50)}
+    expected_hw = {"pkg__wide.jpg": (77, 128), "pkg__gray.jpg": (128, 64), "pkg__alpha.jpg": (90, 120), "lib__small.png": (80, 50)}
     for record in manifest["files"]:
         path = out / record["file"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"]

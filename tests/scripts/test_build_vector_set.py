@@ -21,7 +21,9 @@ sys.modules["build_vector_set"] = bv
 _spec.loader.exec_module(bv)
 
 ICONS = {
-    "prefix": "test", "width": 16, "height": 16,
+    "prefix": "test",
+    "width": 16,
+    "height": 16,
     "icons": {
         "red-square": {"body": '<rect x="0" y="0" width="16" height="16" fill="#ff0000"/>'},
         "blue-dot-face": {"body": '<circle cx="8" cy="8" r="4" fill="#0000ff"/>'},

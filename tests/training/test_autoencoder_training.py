@@ -125,10 +125,23 @@ def test_cli_fine_tunes_the_decoder_alone_into_the_first_layer_head(tmp_path, ph
     learns is tests/training/test_autoencoder_learning.py's)."""
     assert main(cli(photo_dir, tmp_path / "ae", "--steps", "4", "--batch-size", "2", "--num-queries", "20")) == 0
     options = ["--steps", "4", "--batch-size", "2", "--num-queries", "20"]
-    code = main([
-        "train", "decoder", "--autoencoder", str(tmp_path / "ae" / "model"), "--head-blend", "first-layer",
-        "--data", str(photo_dir), "--preset", "tiny", "--out", str(tmp_path / "dec"), *options,
-    ])
+    code = main(
+        [
+            "train",
+            "decoder",
+            "--autoencoder",
+            str(tmp_path / "ae" / "model"),
+            "--head-blend",
+            "first-layer",
+            "--data",
+            str(photo_dir),
+            "--preset",
+            "tiny",
+            "--out",
+            str(tmp_path / "dec"),
+            *options,
+        ]
+    )
     assert code == 0 and "saved the fine-tuned autoencoder" in capsys.readouterr().err
     before = load_component(ImplicitAutoencoder, tmp_path / "ae" / "model").state_dict()
     after = load_component(ImplicitAutoencoder, tmp_path / "dec" / "model")
@@ -143,9 +156,8 @@ def test_cli_decoder_refuses_a_head_it_would_have_to_cut(tmp_path, photo_dir, ca
     from arbiscale.models.autoencoder import with_head_blend
 
     with_head_blend(ImplicitAutoencoder(**get_preset("tiny").autoencoder), "first-layer").save_pretrained(tmp_path / "blended")
-    code = main([
-        "train", "decoder", "--autoencoder", str(tmp_path / "blended"), "--head-blend", "outputs",
-        "--data", str(photo_dir), "--preset", "tiny", "--out", str(tmp_path / "dec"),
-    ])
+    code = main(
+        ["train", "decoder", "--autoencoder", str(tmp_path / "blended"), "--head-blend", "outputs", "--data", str(photo_dir), "--preset", "tiny", "--out", str(tmp_path / "dec")]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "would drop trained weights" in err

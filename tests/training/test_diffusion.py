@@ -15,15 +15,7 @@ from arbiscale.models import ImplicitAutoencoder, LatentDenoiser
 from arbiscale.pipelines import UpscalePipeline, load_pipeline
 from arbiscale.presets import get_preset
 from arbiscale.sampling.schedulers import OBJECTIVES, make_scheduler
-from arbiscale.training.diffusion import (
-    AlignmentTask,
-    EncodedCrops,
-    LatentDiffusionTask,
-    SuperResolutionCrops,
-    first_items,
-    latent_scale_of,
-    residual_scale_of,
-)
+from arbiscale.training.diffusion import AlignmentTask, EncodedCrops, LatentDiffusionTask, SuperResolutionCrops, first_items, latent_scale_of, residual_scale_of
 from arbiscale.training.loop import TrainSettings, train
 
 

@@ -60,8 +60,25 @@ def test_idm_learns_to_denoise_a_photo_crop(tmp_path, real_photos):
 
 
 def cli(photo_dir, out, *options: str) -> list[str]:
-    return ["train", "idm", "--data", str(photo_dir), "--preset", "tiny", "--out", str(out), "--batch-size", "2", "--log-every", "2",
-            "--validate-every", "2", "--checkpoint-every", "2", *options]
+    return [
+        "train",
+        "idm",
+        "--data",
+        str(photo_dir),
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--log-every",
+        "2",
+        "--validate-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        *options,
+    ]
 
 
 def test_cli_trains_resumes_and_the_model_upscales_and_evaluates(tmp_path, photo_dir, capsys):
@@ -89,8 +106,30 @@ def test_cli_trains_resumes_and_the_model_upscales_and_evaluates(tmp_path, photo
     assert "is an IDM-style model" in capsys.readouterr().err
 
     report = tmp_path / "report"
-    assert main(["eval", "sr", "--model", model, "--data", str(photo_dir), "--scales", "2,3", "--max-images", "1", "--steps", "2",
-                 "--samples", "2", "--no-progress", "--out", str(report)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "sr",
+                "--model",
+                model,
+                "--data",
+                str(photo_dir),
+                "--scales",
+                "2,3",
+                "--max-images",
+                "1",
+                "--steps",
+                "2",
+                "--samples",
+                "2",
+                "--no-progress",
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
     results = json.loads((report / "results.json").read_text())
     assert results["model_classes"] == ["IDMStyleSR"] and results["sampler"] == "ddim" and results["steps"] == 2
     for scale in ("2", "3"):

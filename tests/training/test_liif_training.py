@@ -71,8 +71,27 @@ def test_liif_overfits_a_photo_crop_and_beats_bicubic_at_4x_and_3x(tmp_path, rea
 
 
 def cli(photo_dir, out, *options: str) -> list[str]:
-    return ["train", "liif", "--data", str(photo_dir), "--preset", "tiny", "--out", str(out), "--batch-size", "2", "--log-every", "2",
-            "--validate-every", "2", "--checkpoint-every", "2", "--num-queries", "32", *options]
+    return [
+        "train",
+        "liif",
+        "--data",
+        str(photo_dir),
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--log-every",
+        "2",
+        "--validate-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--num-queries",
+        "32",
+        *options,
+    ]
 
 
 def test_cli_trains_resumes_and_saves_a_strictly_loadable_model(tmp_path, photo_dir, capsys):

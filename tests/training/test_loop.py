@@ -137,10 +137,7 @@ def autoencoder_task(photo_dir: Path, init_seed: int, crash_at: int | None = Non
 
 
 def settings(run_dir: Path, steps: int, resume: bool = False) -> TrainSettings:
-    return TrainSettings(
-        out_dir=run_dir, steps=steps, batch_size=4, lr=1e-3, ema_decay=0.9, log_every=1, validate_every=4,
-        checkpoint_every=3, resume=resume,
-    )
+    return TrainSettings(out_dir=run_dir, steps=steps, batch_size=4, lr=1e-3, ema_decay=0.9, log_every=1, validate_every=4, checkpoint_every=3, resume=resume)
 
 
 def state(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -212,11 +209,41 @@ def test_two_cpu_processes_train_resume_and_save(tmp_path, photo_dir):
 
     def launch(steps: int, *extra: str) -> None:
         command = [
-            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-            "-m", "arbiscale.cli.main", "train", "autoencoder", "--data", str(photo_dir), "--preset", "tiny",
-            "--out", str(run_dir), "--steps", str(steps), "--batch-size", "2", "--log-every", "2",
-            "--checkpoint-every", "2", "--validate-every", "4", *extra,
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "arbiscale.cli.main",
+            "train",
+            "autoencoder",
+            "--data",
+            str(photo_dir),
+            "--preset",
+            "tiny",
+            "--out",
+            str(run_dir),
+            "--steps",
+            str(steps),
+            "--batch-size",
+            "2",
+            "--log-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--validate-every",
+            "4",
+            *extra,
         ]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -38,8 +38,22 @@ def server(tiny_models, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "arbiscale.cli.main", "serve", "--model", str(tiny_models / "sr"), "--gen-model", str(tiny_models / "gen"),
-               "--port", str(port), "--max-side", "512", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "arbiscale.cli.main",
+        "serve",
+        "--model",
+        str(tiny_models / "sr"),
+        "--gen-model",
+        str(tiny_models / "gen"),
+        "--port",
+        str(port),
+        "--max-side",
+        "512",
+        "--device",
+        "cpu",
+    ]
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"

@@ -19,11 +19,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.models.unets.unet_2d_blocks import (
-    UNetMidBlock2D,
-    get_down_block,
-    get_up_block,
-)
+from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block, get_up_block
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import nn
 
@@ -79,20 +75,27 @@ class IDMStyleSR(ModelMixin, ConfigMixin):
         self.time_embedding = TimestepEmbedding(widths[0], temb)
         self.scale_embedding = TimestepEmbedding(2, temb)  # MLP on (log scale_h, log scale_w)
         self.down_blocks = nn.ModuleList(
-            get_down_block(kind, num_layers=layers_per_block, in_channels=widths[max(i - 1, 0)], out_channels=width,
-                           add_downsample=i < len(widths) - 1, downsample_padding=1, **common)
+            get_down_block(
+                kind, num_layers=layers_per_block, in_channels=widths[max(i - 1, 0)], out_channels=width, add_downsample=i < len(widths) - 1, downsample_padding=1, **common
+            )
             for i, (kind, width) in enumerate(zip(down_block_types, widths))
         )
         self.mid_block = UNetMidBlock2D(widths[-1], temb, resnet_eps=1e-5, resnet_groups=norm_num_groups, attention_head_dim=attention_head_dim)
         reversed_widths = widths[::-1]
         self.up_blocks = nn.ModuleList(
-            get_up_block(kind, num_layers=layers_per_block + 1, in_channels=reversed_widths[min(i + 1, len(widths) - 1)],
-                         out_channels=width, prev_output_channel=reversed_widths[max(i - 1, 0)], add_upsample=False, **common)
+            get_up_block(
+                kind,
+                num_layers=layers_per_block + 1,
+                in_channels=reversed_widths[min(i + 1, len(widths) - 1)],
+                out_channels=width,
+                prev_output_channel=reversed_widths[max(i - 1, 0)],
+                add_upsample=False,
+                **common,
+            )
             for i, (kind, width) in enumerate(zip(up_block_types, reversed_widths))
         )
         self.upsamplers = nn.ModuleList(
-            ImplicitHead(width, (width,) * implicit_hidden_layers, width, local_ensemble=True, feature_unfold=False, cell_decode=True)
-            for width in reversed_widths[:-1]
+            ImplicitHead(width, (width,) * implicit_hidden_layers, width, local_ensemble=True, feature_unfold=False, cell_decode=True) for width in reversed_widths[:-1]
         )
         self.norm_out = nn.GroupNorm(norm_num_groups, widths[0], eps=1e-5)
         self.conv_out = nn.Conv2d(widths[0], image_channels, 3, padding=1)
@@ -107,9 +110,7 @@ class IDMStyleSR(ModelMixin, ConfigMixin):
         """A fresh scheduler of kind `sampler` on the schedule of the model's `objective`."""
         return make_scheduler(sampler, **OBJECTIVES[self.config.objective])
 
-    def forward(
-        self, noisy_images: torch.Tensor, timestep: torch.Tensor | int, lr_images: torch.Tensor, lr_scale: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, noisy_images: torch.Tensor, timestep: torch.Tensor | int, lr_images: torch.Tensor, lr_scale: torch.Tensor | None = None) -> torch.Tensor:
         """The objective's prediction (B, 3, H, W) for noisy images at the output size, given the LR images (B, 3, h, w).
 
         `lr_scale` (B, 2): the output's sides over the LR's; by default the ratio of the tensors' sizes.
@@ -162,7 +163,7 @@ class IDMStyleSR(ModelMixin, ConfigMixin):
         eta = DEFAULT_DDIM_ETA if eta is None and sampler == "ddim" else eta
         scheduler = self.noise_schedule(sampler)
         upscaled = resize(lr_images, (height, width))
-        images = sample_latents(
-            self, scheduler, shape, lr_images.to(self.dtype), num_inference_steps, eta, generator, progress_bar, start=upscaled, strength=strength,
-        ).clamp_(-1, 1)
+        images = sample_latents(self, scheduler, shape, lr_images.to(self.dtype), num_inference_steps, eta, generator, progress_bar, start=upscaled, strength=strength).clamp_(
+            -1, 1
+        )
         return enforce_low_res_consistency(images, lr_images) if lr_consistency else images

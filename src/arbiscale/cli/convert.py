@@ -14,11 +14,11 @@ from ..errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("convert", help="convert other tools' checkpoints into model folders", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser("convert", help="convert other tools' checkpoints into model folders", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = parser.add_subparsers(dest="convert_kind", required=True, metavar="KIND")
     liif = kinds.add_parser(
-        "liif", help="a LIIF checkpoint (EDSR-baseline-LIIF or RDN-LIIF .pth) -> LIIF model folder",
+        "liif",
+        help="a LIIF checkpoint (EDSR-baseline-LIIF or RDN-LIIF .pth) -> LIIF model folder",
         description="Convert a checkpoint saved by LIIF's train_liif.py (its 'model' entry: EDSR-baseline or RDN encoder "
         "plus MLP head) into a LIIF model folder for `upscale --model` and `eval sr --model`.",
     )

@@ -42,9 +42,7 @@ from .inference_options import (
 _NOT_RECORDED = {"run", "command", "eval_command", "overwrite", "no_progress"}
 
 
-def _add_common(
-    parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0, model_action: str = "store",
-) -> None:
+def _add_common(parser: argparse.ArgumentParser, model_help: str, sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0, model_action: str = "store") -> None:
     """Options both tasks share; `sampler`, `steps` and `ddim_eta` are the task's defaults (those of the matching
     command); networks run fp32 unless --dtype says otherwise, so reports compare across machines."""
     parser.add_argument("--model", action=model_action, help=model_help)
@@ -57,29 +55,30 @@ def _add_common(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="evaluate upsampling (sr) or generation (gen) and write a report", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "eval", help="evaluate upsampling (sr) or generation (gen) and write a report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     tasks = parser.add_subparsers(dest="eval_command", required=True, metavar="TASK")
 
     sr = tasks.add_parser(
-        "sr", help="PSNR/SSIM/LR consistency/diversity per scale for a model and baselines",
+        "sr",
+        help="PSNR/SSIM/LR consistency/diversity per scale for a model and baselines",
         description="Upscale every evaluation image from a synthesised (or given) low-resolution copy at every scale, "
         "score the outputs against the originals and write results.json, report.md, a metric-vs-scale plot and grids.",
     )
     _add_common(
-        sr, f"a bundled upscaler's name ({', '.join(BUNDLED_UPSCALERS)}), a saved UpscalePipeline folder, or a LIIF or "
+        sr,
+        f"a bundled upscaler's name ({', '.join(BUNDLED_UPSCALERS)}), a saved UpscalePipeline folder, or a LIIF or "
         "IDM-style model folder (RUN_DIR/model of `train liif` or `train idm`; IDM samples with the same options). Repeat "
         "to score one of each kind side by side in one report (table and grids); omit to evaluate only --baseline methods",
-        model_action="append", **UPSCALE_SAMPLING,
+        model_action="append",
+        **UPSCALE_SAMPLING,
     )
     sr.add_argument("--data", required=True, help="evaluation images: a folder, DIV2K, an EDSR benchmark set, or a folder with --split")
     sr.add_argument("--split", help="text file listing the images to use, one path relative to --data a line")
     sr.add_argument("--layout", default="auto", help=f"auto or one of {', '.join(EVAL_LAYOUTS)} (default auto: detected)")
     sr.add_argument("--scales", required=True, help="comma-separated scales, e.g. 2,3,4,6,8,12 (non-integer allowed: 3.5)")
-    sr.add_argument(
-        "--protocol", default="liif-benchmark",
-        help=f"PSNR/SSIM protocol, one of {', '.join(METRIC_PROTOCOLS)} (default liif-benchmark: Y channel, shave = scale)",
-    )
+    sr.add_argument("--protocol", default="liif-benchmark", help=f"PSNR/SSIM protocol, one of {', '.join(METRIC_PROTOCOLS)} (default liif-benchmark: Y channel, shave = scale)")
     sr.add_argument("--baseline", action="append", default=[], help=f"also evaluate a baseline ({', '.join(SR_BASELINES)}); repeatable")
     sr.add_argument("--samples", default="1", help="samples per input image (default 1; >= 2 also measures diversity)")
     sr.add_argument("--max-images", help="evaluate only the first N images (sorted by name)")
@@ -91,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sr.set_defaults(run=run_sr)
 
     gen = tasks.add_parser(
-        "gen", help="SelfSSIM across sizes and, with an Inception file, FID/KID/precision/recall",
+        "gen",
+        help="SelfSSIM across sizes and, with an Inception file, FID/KID/precision/recall",
         description="Generate images, render each at every size from its one latent, and measure scale consistency "
         "(SelfSSIM) and, given real images and an Inception file, FID/KID/precision/recall.",
     )
@@ -104,9 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     features = gen.add_mutually_exclusive_group()
     features.add_argument("--inception", help="TorchScript Inception feature extractor (e.g. inception-2015-12-05.pt)")
     features.add_argument(
-        "--encoder-features", action="store_true",
-        help="with --ref and no Inception file: distances on the model's own encoder latents (FD-encoder, KD-encoder; "
-        "comparable across models on one encoder only, not with FIDs)",
+        "--encoder-features",
+        action="store_true",
+        help="with --ref and no Inception file: distances on the model's own encoder latents (FD-encoder, KD-encoder; comparable across models on one encoder only, not with FIDs)",
     )
     gen.add_argument("--grid-images", default="4", help="images shown in samples.png (default 4; 0: none)")
     gen.add_argument("--neighbours", help="folder of the training images: each sample's nearest one is found and shown beside it")
@@ -114,7 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.set_defaults(run=run_gen)
 
     renders = tasks.add_parser(
-        "renders", help="the implicit decoder vs bicubic against exact vector renders at larger sides",
+        "renders",
+        help="the implicit decoder vs bicubic against exact vector renders at larger sides",
         description="Encode each image's render at the input side, decode it at every larger side of a vector set "
         "(scripts/build_vector_set.py) and score it, beside a bicubic upscale, against the exact render there: "
         "results.json, report.md, a PSNR/SSIM-vs-scale plot and a grid.",
@@ -339,8 +340,13 @@ def run_renders(args: argparse.Namespace) -> int:
     config = RenderEvalConfig(input_side, sides, grid_images=int_at_least(args.grid_images, "--grid-images", 0))
     results, rows = evaluate_renders(autoencoder, root, names, config, progress=not args.no_progress and state.is_main_process)
     header = {
-        "task": "renders", "command": recorded_command(args), "model": model_label(type(pipe), model),
-        "renders": str(root.resolve()), "split": str(split), "num_images": len(names), "input_side": input_side,
+        "task": "renders",
+        "command": recorded_command(args),
+        "model": model_label(type(pipe), model),
+        "renders": str(root.resolve()),
+        "split": str(split),
+        "num_images": len(names),
+        "input_side": input_side,
     }
     for path in write_renders_report(out, header, results, rows, config, args.overwrite):
         print(path)

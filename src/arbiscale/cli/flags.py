@@ -7,8 +7,14 @@ import re
 
 # Parameters whose flag is not `--` + the name with dashes.
 FLAGS = {
-    "out_dir": "--out", "tile_size": "--tile", "baselines": "--baseline", "pipe": "--model", "split_file": "--split",
-    "root": "--data", "num_inference_steps": "--steps", "path": "--model",
+    "out_dir": "--out",
+    "tile_size": "--tile",
+    "baselines": "--baseline",
+    "pipe": "--model",
+    "split_file": "--split",
+    "root": "--data",
+    "num_inference_steps": "--steps",
+    "path": "--model",
 }
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 

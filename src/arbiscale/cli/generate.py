@@ -30,13 +30,10 @@ from .inference_options import (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "generate", help="generate images, each rendered at one or more sizes", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "generate", help="generate images, each rendered at one or more sizes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--size", action="append", default=[], metavar="WxH", help="output size WIDTHxHEIGHT, e.g. 256x192; repeat to render each image at several sizes"
-    )
+    parser.add_argument("--size", action="append", default=[], metavar="WxH", help="output size WIDTHxHEIGHT, e.g. 256x192; repeat to render each image at several sizes")
     parser.add_argument("--num", default="1", metavar="N", help="number of images (default 1)")
     parser.add_argument("--batch-size", default="4", metavar="B", help="images sampled together (default 4); does not change the images")
     parser.add_argument("--latent-size", metavar="WxH", help="latent size WIDTHxHEIGHT to sample (default: the model's training latent size)")

@@ -47,15 +47,15 @@ def add_device_options(parser: argparse.ArgumentParser, dtype: str = "auto") -> 
     dtype_help = "auto: bf16 autocast where the device computes bf16 natively (GPUs; CPUs with AVX512_BF16 or AMX), fp32 elsewhere" if dtype == "auto" else dtype
     parser.add_argument("--dtype", metavar="TYPE", default=dtype, help=f"auto, fp32, bf16 or fp16 network precision (default {dtype_help})")
     parser.add_argument(
-        "--threads", metavar="N", default="auto",
+        "--threads",
+        metavar="N",
+        default="auto",
         help="torch CPU threads (default auto: the cores other processes leave idle, measured at start, at least 1; "
         "OMP_NUM_THREADS, when set, is kept). Two threads on a busy 2-core machine are several times slower than one",
     )
 
 
-def add_inference_options(
-    parser: argparse.ArgumentParser, models: dict[str, str], sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0,
-) -> None:
+def add_inference_options(parser: argparse.ArgumentParser, models: dict[str, str], sampler: str = "ddim", steps: int = 50, ddim_eta: float = 1.0) -> None:
     """Model, sampler, seed, device and precision options; `models` are the bundled ones the command can load by
     name; `sampler`, `steps` and `ddim_eta` are the command's defaults."""
     parser.add_argument("--model", metavar="NAME|DIR", help=bundled_models_help(models))
@@ -65,9 +65,9 @@ def add_inference_options(
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
     existing.add_argument(
-        "--skip-existing", action="store_true",
-        help="keep existing output files and make only the missing ones (outputs are written atomically, so an "
-        "interrupted run resumes where it stopped)",
+        "--skip-existing",
+        action="store_true",
+        help="keep existing output files and make only the missing ones (outputs are written atomically, so an interrupted run resumes where it stopped)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -79,12 +79,16 @@ UPSCALE_SAMPLING = {"sampler": DEFAULT_SAMPLING["sampler"], "steps": DEFAULT_SAM
 def add_upscale_options(parser: argparse.ArgumentParser) -> None:
     """The upsampling commands' options beyond sampling: `--strength` and `--lr-consistency`."""
     parser.add_argument(
-        "--strength", metavar="F", default=str(DEFAULT_SAMPLING["strength"]),
+        "--strength",
+        metavar="F",
+        default=str(DEFAULT_SAMPLING["strength"]),
         help="start sampling from the encoded input noised to this fraction of the schedule, in (0, 1] "
         f"(default {DEFAULT_SAMPLING['strength']:g}; 1: from pure noise, the paper's setting; lower keeps closer to the input)",
     )
     parser.add_argument(
-        "--lr-consistency", action=argparse.BooleanOptionalAction, default=DEFAULT_SAMPLING["lr_consistency"],
+        "--lr-consistency",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_SAMPLING["lr_consistency"],
         help="replace the output's low frequencies with the input's, so that it shrinks back to the input "
         f"(default {'on' if DEFAULT_SAMPLING['lr_consistency'] else 'off'}; the paper's method: --no-lr-consistency "
         "--strength 1 --sampler ddim --steps 200 --eta 1)",

@@ -16,8 +16,9 @@ from .inference_options import bundled_models_help, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("serve", help="a local web app for upscaling and generation (pip install \"arbiscale[web]\")",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "serve", help='a local web app for upscaling and generation (pip install "arbiscale[web]")', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", metavar="NAME|DIR", help=f"the upscaler: {bundled_models_help(BUNDLED_UPSCALERS)}")
     parser.add_argument("--gen-model", metavar="NAME|DIR", help=f"the generator: {bundled_models_help(BUNDLED_GENERATORS)}")
     parser.add_argument("--no-generate", action="store_true", help="serve the upscale tab only")

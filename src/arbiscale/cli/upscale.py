@@ -50,28 +50,29 @@ IDM_UNUSED = {"--tile": "tile", "--tile-overlap": "tile_overlap", "--max-memory"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "upscale", help="upsample images to any scale or size", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = subparsers.add_parser("upscale", help="upsample images to any scale or size", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder, or a file name for one input and one sample")
     parser.add_argument("-s", "--scale", metavar="S", help="scale factor, at least 1, e.g. 3.7 (output = round(w * s) x round(h * s))")
     parser.add_argument("--size", metavar="WxH", help="exact output size WIDTHxHEIGHT, e.g. 1920x1080 (aspect ratio free)")
     parser.add_argument("--num-samples", default="1", metavar="K", help="samples per input (default 1)")
     parser.add_argument(
-        "--max-latent-side", metavar="N",
+        "--max-latent-side",
+        metavar="N",
         help="cap on the sampled latent's longer side (default 8 x the model's training latent side, but never below the "
         "input's own resolution; an explicit cap has no such floor)",
     )
     parser.add_argument(
-        "--tile", metavar="N",
+        "--tile",
+        metavar="N",
         help="sample, encode and decode in tiles of N x N latent cells (N x f pixels of the working image); the working "
         "size stays the same. Default: tiles only where the whole image does not fit in memory. A LIIF model: "
         "its encoder runs in tiles of N x N input pixels (the same output, less memory)",
     )
     parser.add_argument("--tile-overlap", metavar="N", help="latent cells shared by neighbouring sampling tiles (default tile / 4)")
     parser.add_argument(
-        "--max-memory", metavar="SIZE",
+        "--max-memory",
+        metavar="SIZE",
         help="memory budget, e.g. 4GB (K/M/G are powers of 1024), from which tile and query-chunk sizes are chosen "
         "(how the picture is computed, not what it is). Default: the free memory",
     )
@@ -197,8 +198,14 @@ def run(args: argparse.Namespace) -> int:
                     images = pipe.upscale(lr, out_size, generator=generators(seed, num_samples), progress_bar=progress, **settings)
             else:
                 images = pipe(
-                    image_to_tensor(rgb), scale=scale, size=size, generator=generators(seed, num_samples),
-                    num_samples=num_samples, max_latent_side=max_latent_side, autocast_dtype=dtype, **settings,
+                    image_to_tensor(rgb),
+                    scale=scale,
+                    size=size,
+                    generator=generators(seed, num_samples),
+                    num_samples=num_samples,
+                    max_latent_side=max_latent_side,
+                    autocast_dtype=dtype,
+                    **settings,
                 ).images
             for image, output in zip(images, outputs):
                 if args.skip_existing and output.exists():

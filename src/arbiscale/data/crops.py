@@ -77,9 +77,7 @@ def random_symmetry(image: torch.Tensor, generator: torch.Generator, augment: st
     return image.contiguous()
 
 
-def sample_queries(
-    target: torch.Tensor, num_queries: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_queries(target: torch.Tensor, num_queries: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`num_queries` random pixels of a (3, H, W) target: coord (Q, 2), cell (2,), values (Q, 3).
 
     Pixels are drawn without replacement when the target has enough of them, so a batch of items with

@@ -108,9 +108,7 @@ def detect_layout(root: Path, split_file: Path | None = None) -> str:
     return "folder"
 
 
-def open_eval_set(
-    root: str | Path, layout: str = "auto", split_file: str | Path | None = None, max_images: int | None = None
-) -> EvalSet:
+def open_eval_set(root: str | Path, layout: str = "auto", split_file: str | Path | None = None, max_images: int | None = None) -> EvalSet:
     """The images of an evaluation set, sorted by name (the first `max_images` when given)."""
     root = Path(root)
     if not root.is_dir():

@@ -38,10 +38,7 @@ def list_images(root: str | Path, split_file: str | Path | None = None) -> list[
     found = []
     for folder, _, files in os.walk(root, onerror=lambda error: unreadable.append(f"{error.filename} ({error.strerror})")):
         found += [Path(folder) / name for name in files]
-    paths = sorted(
-        (p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    paths = sorted((p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()), key=lambda p: p.relative_to(root).as_posix())
     for folder in unreadable:
         notify(f"skipped the folder {folder}: its images cannot be listed; fix its permissions to include them")
     if not paths:
@@ -82,9 +79,7 @@ def _open(path: str | Path) -> Image.Image:
                 opened.load()
                 image = ImageOps.exif_transpose(opened)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError(
-            f"image {path} is larger than {MAX_IMAGE_PIXELS} pixels, too big to decode safely: downscale it first"
-        ) from None
+        raise UserError(f"image {path} is larger than {MAX_IMAGE_PIXELS} pixels, too big to decode safely: downscale it first") from None
     except UnidentifiedImageError:
         raise UserError(f"{path} is not an image Pillow can read: remove it or convert it to PNG/JPEG") from None
     except PermissionError:

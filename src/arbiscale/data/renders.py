@@ -52,8 +52,7 @@ class TrueRenders(Dataset):
         self.sides = render_sides(root, input_side, int(input_side * max_scale))
         if input_side not in self.sides or len(self.sides) < 2:
             raise ValueError(
-                f"{root} needs a {input_side}/ folder (the input side) and at least one larger side up to "
-                f"{int(input_side * max_scale)} px, found {self.sides or 'none'}"
+                f"{root} needs a {input_side}/ folder (the input side) and at least one larger side up to {int(input_side * max_scale)} px, found {self.sides or 'none'}"
             )
         self.num_queries = num_queries or latent_size[0] * latent_size[1]
         self.length, self.seed, self.augment, self.epoch = length, seed, augment, 0
@@ -79,9 +78,6 @@ class TrueRenders(Dataset):
         renders = self.renders[index % len(self.renders)]
         side = self.sides[int(torch.randint(len(self.sides), (1,), generator=generator))]
         symmetry_seed = int(torch.randint(2**62, (1,), generator=generator))
-        image, target = (
-            uint8_to_float(random_symmetry(renders[s], torch.Generator().manual_seed(symmetry_seed), self.augment))
-            for s in (self.sides[0], side)
-        )
+        image, target = (uint8_to_float(random_symmetry(renders[s], torch.Generator().manual_seed(symmetry_seed), self.augment)) for s in (self.sides[0], side))
         coord, cell, values = sample_queries(target, self.num_queries, generator)
         return {"image": image, "coord": coord, "cell": cell, "target": values}

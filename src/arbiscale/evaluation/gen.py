@@ -24,25 +24,9 @@ from tqdm.auto import tqdm
 
 from ..data.images import image_to_tensor, load_image, resize, save_image
 from ..geometry import format_size
-from ..metrics import (
-    FeatureExtractor,
-    Unavailable,
-    frechet_distance,
-    kernel_inception_distance,
-    precision_recall,
-    quantize_8bit,
-    self_ssim,
-)
+from ..metrics import FeatureExtractor, Unavailable, frechet_distance, kernel_inception_distance, precision_recall, quantize_8bit, self_ssim
 from ..pipelines import GenerationPipeline
-from .report import (
-    check_report_dir,
-    format_value,
-    image_grid,
-    markdown_table,
-    plot_matrix,
-    write_json,
-    write_text,
-)
+from .report import check_report_dir, format_value, image_grid, markdown_table, plot_matrix, write_json, write_text
 
 REPORT_FILES = ("results.json", "report.md", "self_ssim.png", "samples.png")
 # Nearest neighbours are searched at this side (renders and training images resized to it): small enough for
@@ -72,9 +56,7 @@ def _gather(items: list, state: PartialState) -> list:
     return gather_object(items) if state.num_processes > 1 else items
 
 
-def generate_shard(
-    pipe: GenerationPipeline, config: GenEvalConfig, extractor: FeatureExtractor | EncoderFeatures | None, state: PartialState, progress: bool
-) -> list[dict]:
+def generate_shard(pipe: GenerationPipeline, config: GenEvalConfig, extractor: FeatureExtractor | EncoderFeatures | None, state: PartialState, progress: bool) -> list[dict]:
     """{index, self_ssim (N,N), features per size, renders (grid images only)} for this process's images."""
     shard = _shard(config.num_images, state)
     records = []
@@ -88,13 +70,15 @@ def generate_shard(
         features = [extractor(images).cpu() for images in renders] if extractor is not None else None
         thumbnails = resize(renders[-1], (NEIGHBOUR_SIDE, NEIGHBOUR_SIDE)).cpu() if config.neighbours else None
         for row, index in enumerate(indices):
-            records.append({
-                "index": index,
-                "thumbnail": thumbnails[row] if thumbnails is not None else None,
-                "self_ssim": matrices[row],
-                "features": [f[row] for f in features] if features is not None else None,
-                "renders": [images[row].cpu() for images in renders] if index < config.grid_images else None,
-            })
+            records.append(
+                {
+                    "index": index,
+                    "thumbnail": thumbnails[row] if thumbnails is not None else None,
+                    "self_ssim": matrices[row],
+                    "features": [f[row] for f in features] if features is not None else None,
+                    "renders": [images[row].cpu() for images in renders] if index < config.grid_images else None,
+                }
+            )
         bar.update(len(indices))
     bar.close()
     return records
@@ -165,31 +149,23 @@ def evaluate_gen(
     records = sorted(records, key=lambda record: record["index"])
     labels = [format_size(size) for size in config.sizes]
     per_image = torch.stack([record["self_ssim"] for record in records])
-    results = {
-        "self_ssim": {
-            "measure": config.measure,
-            "resize": config.resize,
-            "sizes": labels,
-            "matrix": per_image.mean(dim=0).tolist(),
-            "per_image": per_image.tolist(),
-        },
-    }
+    results = {"self_ssim": {"measure": config.measure, "resize": config.resize, "sizes": labels, "matrix": per_image.mean(dim=0).tolist(), "per_image": per_image.tolist()}}
     if usable is None:
         reason = str(extractor) if isinstance(extractor, Unavailable) else "unavailable (no `ref` folder of real images given)"
         results["distribution"] = reason
     else:
-        results["distribution"] = {
-            label: distribution_metrics(torch.stack([record["features"][i] for record in records]), ref_features)
-            for i, label in enumerate(labels)
-        }
+        results["distribution"] = {label: distribution_metrics(torch.stack([record["features"][i] for record in records]), ref_features) for i, label in enumerate(labels)}
         results["num_reference"] = len(reference)
         results["distance_names"] = list(usable.distance_names)
     rows = [record["renders"] for record in records if record["renders"] is not None]
     if config.neighbours:
         index, closeness = nearest_neighbours(torch.stack([record["thumbnail"] for record in records]), load_thumbnails(config.neighbours))
         results["nearest_neighbours"] = {
-            "side": NEIGHBOUR_SIDE, "num_training_images": len(config.neighbours),
-            "index": index, "path": [str(config.neighbours[i]) for i in index], "psnr": closeness,
+            "side": NEIGHBOUR_SIDE,
+            "num_training_images": len(config.neighbours),
+            "index": index,
+            "path": [str(config.neighbours[i]) for i in index],
+            "psnr": closeness,
         }
         size = rows[0][-1].shape[-2:] if rows else None
         for row, i in zip(rows, index):
@@ -218,8 +194,7 @@ def write_gen_report(out: Path, header: dict, results: dict, rows: list[list[tor
         "",
         f"- model: {header['model']}",
         f"- {header['num_images']} images, image i sampled with seed {config.seed} + i; sampler {header['sampler']}, {header['steps']} steps",
-        f"- renders scored as 8-bit images; SelfSSIM row i, column j: render at size i vs render at size j resized to size i "
-        f"({config.resize} bicubic), {measure}, RGB, no shave",
+        f"- renders scored as 8-bit images; SelfSSIM row i, column j: render at size i vs render at size j resized to size i ({config.resize} bicubic), {measure}, RGB, no shave",
         f"- command: `{header['command']}`",
         f"- date: {data['date']}",
         "",
@@ -241,10 +216,7 @@ def write_gen_report(out: Path, header: dict, results: dict, rows: list[list[tor
             "",
             f"Against {results['num_reference']} reference images from {header['ref']}, features: {header['features']}.",
             "",
-            markdown_table(
-                ["size", frechet, kernel, "precision", "recall"],
-                [[label, *(format_value(distribution[label][m]) for m in metrics)] for label in labels],
-            ),
+            markdown_table(["size", frechet, kernel, "precision", "recall"], [[label, *(format_value(distribution[label][m]) for m in metrics)] for label in labels]),
             "",
         ]
     if config.neighbours:

@@ -37,9 +37,7 @@ class RenderEvalConfig:
     decode_chunk: int = 65536
 
 
-def evaluate_renders(
-    autoencoder: ImplicitAutoencoder, root: Path, names: list[str], config: RenderEvalConfig, progress: bool = True,
-) -> tuple[dict, list[list[torch.Tensor]]]:
+def evaluate_renders(autoencoder: ImplicitAutoencoder, root: Path, names: list[str], config: RenderEvalConfig, progress: bool = True) -> tuple[dict, list[list[torch.Tensor]]]:
     """({side: {method: {psnr, ssim}}} means over images, plus per image, and the grid rows at the largest side."""
     device = next(autoencoder.parameters()).device
     scores = {side: {method: {"psnr": [], "ssim": []} for method in METHODS} for side in config.sides}
@@ -65,8 +63,7 @@ def evaluate_renders(
                 rows.append([centre_crop(cell[0].cpu(), config.grid_crop) for cell in (*outputs.values(), exact)])
     results = {
         str(side): {
-            method: {metric: sum(values) / len(values) for metric, values in metrics.items()} | {"per_image_psnr": metrics["psnr"]}
-            for method, metrics in by_method.items()
+            method: {metric: sum(values) / len(values) for metric, values in metrics.items()} | {"per_image_psnr": metrics["psnr"]} for method, metrics in by_method.items()
         }
         for side, by_method in scores.items()
     }
@@ -79,20 +76,21 @@ def write_renders_report(out: Path, header: dict, results: dict, rows: list[list
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     written = [write_json(out / "results.json", {**header, "date": date, "results": results}, overwrite)]
     scales = [side / config.input_side for side in config.sides]
-    series = {
-        metric.upper(): {method: [results[str(side)][method][metric] for side in config.sides] for method in METHODS}
-        for metric in ("psnr", "ssim")
-    }
+    series = {metric.upper(): {method: [results[str(side)][method][metric] for side in config.sides] for method in METHODS} for metric in ("psnr", "ssim")}
     plot = plot_metrics_vs_scale(out / "psnr_vs_scale.png", scales, series, f"{header['num_images']} images, {config.input_side} px inputs", overwrite)
     written += [plot] if plot is not None else []
     table = []
     for side, scale in zip(config.sides, scales):
         scores = results[str(side)]
-        table.append([
-            f"{side}", f"{scale:g}", *(format_value(scores[method]["psnr"], ".2f") for method in METHODS),
-            format_value(scores["decoder"]["psnr"] - scores["decode + bicubic"]["psnr"], "+.2f"),
-            *(format_value(scores[method]["ssim"]) for method in METHODS),
-        ])
+        table.append(
+            [
+                f"{side}",
+                f"{scale:g}",
+                *(format_value(scores[method]["psnr"], ".2f") for method in METHODS),
+                format_value(scores["decoder"]["psnr"] - scores["decode + bicubic"]["psnr"], "+.2f"),
+                *(format_value(scores[method]["ssim"]) for method in METHODS),
+            ]
+        )
     lines = [
         "# Decoder against exact renders",
         "",
@@ -104,9 +102,7 @@ def write_renders_report(out: Path, header: dict, results: dict, rows: list[list
         f"- command: `{header['command']}`",
         f"- date: {date}",
         "",
-        markdown_table(
-            ["side", "scale", *(f"PSNR {method}" for method in METHODS), "gain", *(f"SSIM {method}" for method in METHODS)], table,
-        ),
+        markdown_table(["side", "scale", *(f"PSNR {method}" for method in METHODS), "gain", *(f"SSIM {method}" for method in METHODS)], table),
         "",
     ]
     if plot is not None:

@@ -35,8 +35,6 @@ def check_report_dir(folder: Path, names: Sequence[str], overwrite: bool) -> Non
         raise UserError(f"{folder / existing[0]}{more} already exists: pass `overwrite` to replace the report, or choose another `out`")
 
 
-
-
 def write_text(path: Path, text: str, overwrite: bool) -> Path:
     return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")), overwrite)
 
@@ -83,8 +81,7 @@ def _save_figure(figure, path: Path, overwrite: bool) -> Path:
 
 
 def plot_metrics_vs_scale(
-    path: Path, scales: Sequence[float], series: dict[str, dict[str, list[float | None]]], subtitle: str, overwrite: bool,
-    xlabel: str = "scale",
+    path: Path, scales: Sequence[float], series: dict[str, dict[str, list[float | None]]], subtitle: str, overwrite: bool, xlabel: str = "scale"
 ) -> Path | None:
     """One panel per metric ({metric: {method: value per scale}}), x = scale (log axis; any other positive
     quantity, such as sampling steps, with its `xlabel`); None when matplotlib is missing."""
@@ -167,4 +164,3 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], column_labels: Sequence[s
         draw.text((3, y + 2), label, fill="yellow", stroke_width=1, stroke_fill="black")
         y += height + GAP
     return canvas
-

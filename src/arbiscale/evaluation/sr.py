@@ -38,17 +38,7 @@ from ..metrics import LPIPS, Unavailable, diversity, lr_consistency, mean_colour
 from ..models.liif import LIIF
 from ..pipelines import UpscalePipeline
 from ..precision import autocast
-from .report import (
-    centre_crop,
-    check_report_dir,
-    format_value,
-    image_grid,
-    markdown_table,
-    nearest_upscale,
-    plot_metrics_vs_scale,
-    write_json,
-    write_text,
-)
+from .report import centre_crop, check_report_dir, format_value, image_grid, markdown_table, nearest_upscale, plot_metrics_vs_scale, write_json, write_text
 
 OURS = "ours"
 LIIF_METHOD = "liif"
@@ -116,8 +106,14 @@ class SrRun:
 
     def header(self, config: SrEvalConfig) -> dict:
         """The header of results.json: the run, the config's settings, and the seed where one was used."""
-        settings = {"protocol": config.protocol, "resize": config.resize, "scales": list(config.scales), "baselines": list(config.baselines),
-                    "samples": config.samples, "seed": config.seed if self.sampler is not None else None}
+        settings = {
+            "protocol": config.protocol,
+            "resize": config.resize,
+            "scales": list(config.scales),
+            "baselines": list(config.baselines),
+            "samples": config.samples,
+            "seed": config.seed if self.sampler is not None else None,
+        }
         return {"task": "sr", **asdict(self), **settings}
 
 
@@ -185,9 +181,7 @@ def model_upscale(pipe: SrModel, lr: torch.Tensor, size: tuple[int, int], config
     return pipe(lr, size=size, generator=generators, num_samples=config.samples, autocast_dtype=config.autocast_dtype, **config.sampling).images
 
 
-def evaluate_image(
-    index: int, eval_set: EvalSet, config: SrEvalConfig, models: dict[str, SrModel], lpips: LPIPS | Unavailable, device: torch.device,
-) -> dict:
+def evaluate_image(index: int, eval_set: EvalSet, config: SrEvalConfig, models: dict[str, SrModel], lpips: LPIPS | Unavailable, device: torch.device) -> dict:
     """One image at every scale: {index, name, scales: {scale: {lr_source, sizes, methods: {method: scores}}}, grid}.
 
     Each method's scores include "seconds": the wall time of its upsampling call per output image."""
@@ -210,9 +204,7 @@ def evaluate_image(
             "lr_source": pair.lr_source,
             "hr_size": list(size),
             "lr_size": list(pair.lr.shape[-2:]),
-            "methods": {
-                name: {**_scores(out, pair, config.protocol, scale, config.resize, lpips), "seconds": seconds[name]} for name, out in outputs.items()
-            },
+            "methods": {name: {**_scores(out, pair, config.protocol, scale, config.resize, lpips), "seconds": seconds[name]} for name, out in outputs.items()},
         }
         if index < config.grid_images:
             cells = [nearest_upscale(pair.lr, size), *(out[:1] for out in outputs.values()), pair.hr]
@@ -232,10 +224,7 @@ def summarise(records: list[dict], config: SrEvalConfig, methods: list[str], lpi
         key = scale_key(scale)
         entries = [record["scales"][key] for record in records]
         sources = sorted({entry["lr_source"] for entry in entries})
-        per_image = {
-            method: {metric: [entry["methods"][method][metric] for entry in entries] for metric in entries[0]["methods"][method]}
-            for method in methods
-        }
+        per_image = {method: {metric: [entry["methods"][method][metric] for entry in entries] for metric in entries[0]["methods"][method]} for method in methods}
         means = {method: {metric: _mean(values) for metric, values in metrics.items()} for method, metrics in per_image.items()}
         if isinstance(lpips, Unavailable):
             for method in methods:
@@ -252,13 +241,7 @@ def summarise(records: list[dict], config: SrEvalConfig, methods: list[str], lpi
 
 
 def evaluate_sr(
-    eval_set: EvalSet,
-    config: SrEvalConfig,
-    models: dict[str, SrModel],
-    lpips: LPIPS | Unavailable,
-    state: PartialState,
-    device: torch.device,
-    progress: bool = True,
+    eval_set: EvalSet, config: SrEvalConfig, models: dict[str, SrModel], lpips: LPIPS | Unavailable, state: PartialState, device: torch.device, progress: bool = True
 ) -> tuple[dict, dict[str, list[tuple[str, list[torch.Tensor]]]]] | None:
     """(results, grids) on the main process, None on the others; every process evaluates its shard."""
     methods = evaluated_methods(config, models)
@@ -275,10 +258,7 @@ def evaluate_sr(
         return None
     results = summarise(records, config, methods, lpips)
     ordered = sorted(records, key=lambda record: record["index"])
-    grids = {
-        scale_key(scale): [(record["name"], record["grid"][scale_key(scale)]) for record in ordered if record["grid"]]
-        for scale in config.scales
-    }
+    grids = {scale_key(scale): [(record["name"], record["grid"][scale_key(scale)]) for record in ordered if record["grid"]] for scale in config.scales}
     return results, grids
 
 
@@ -289,8 +269,7 @@ def report_files(config: SrEvalConfig) -> list[str]:
 
 
 def write_sr_report(
-    out: Path, run: SrRun, results: dict, grids: dict[str, list[tuple[str, list[torch.Tensor]]]], config: SrEvalConfig,
-    methods: list[str], overwrite: bool,
+    out: Path, run: SrRun, results: dict, grids: dict[str, list[tuple[str, list[torch.Tensor]]]], config: SrEvalConfig, methods: list[str], overwrite: bool
 ) -> list[Path]:
     """results.json, report.md, metric_vs_scale.png and one grid per scale; returns the paths written."""
     check_report_dir(out, report_files(config), overwrite)
@@ -326,13 +305,11 @@ def write_sr_report(
     lines = [
         "# Super-resolution evaluation",
         "",
-        "- models: " + (", ".join(f"{method} = {model}" for method, model in zip([m for m in methods if m not in config.baselines], run.models))
-                        or "none (baselines only)")
-        + ("; LIIF is a deterministic regression model: sampler, steps, eta, seed, samples and LR consistency do not apply to it"
-           if LIIF_METHOD in methods else ""),
+        "- models: "
+        + (", ".join(f"{method} = {model}" for method, model in zip([m for m in methods if m not in config.baselines], run.models)) or "none (baselines only)")
+        + ("; LIIF is a deterministic regression model: sampler, steps, eta, seed, samples and LR consistency do not apply to it" if LIIF_METHOD in methods else ""),
         f"- data: {run.data} (layout {run.layout}, {run.num_images} whole images, HR cropped to LR size x scale)",
-        f"- protocol: {config.protocol}: channel {settings[0]['channel']}, shave "
-        + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),
+        f"- protocol: {config.protocol}: channel {settings[0]['channel']}, shave " + ", ".join(f"{s['crop_border']} px at x{k}" for s, k in zip(settings, keys)),
         "- LR: " + "; ".join(f"x{k}: {per_scale[k]['lr_source']}" for k in keys),
         f"- outputs scored as 8-bit images; samples per input: {config.samples}"
         + (f"; sampler {run.sampler}, {run.steps} steps, eta {run.eta}, seed {config.seed}" if sampled else "")

@@ -52,12 +52,7 @@ def frechet_distance(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.T
 
 
 def kernel_inception_distance(
-    real: np.ndarray | torch.Tensor,
-    fake: np.ndarray | torch.Tensor,
-    *,
-    subsets: int = 100,
-    subset_size: int = 1000,
-    seed: int = 0,
+    real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """(mean, std) over random subsets of the unbiased MMD^2 with kernel (x.y / D + 1)^3 (Binkowski et al.).
 
@@ -92,9 +87,7 @@ def _knn_radii(points: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     return torch.cat([torch.cdist(part, points).kthvalue(k + 1, dim=1).values for part in points.split(chunk)])
 
 
-def precision_recall(
-    real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, k: int = 3, chunk: int = 1024
-) -> tuple[float, float]:
+def precision_recall(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, k: int = 3, chunk: int = 1024) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019): (fraction of generated features inside the
     real k-NN manifold, fraction of real features inside the generated one)."""
     real_m, fake_m = _pair(real, fake)

@@ -28,10 +28,7 @@ def _prepare(images: torch.Tensor, reference: torch.Tensor, channel: str, crop_b
     if images.dim() != 4 or images.shape[1] != 3:
         raise UserError(f"expected RGB images shaped (B,3,H,W), got {tuple(images.shape)}: pass a batch of RGB images")
     if images.shape != reference.shape:
-        raise UserError(
-            f"image shape {tuple(images.shape)} differs from reference shape {tuple(reference.shape)}: "
-            "resize or crop the output to the ground-truth size first"
-        )
+        raise UserError(f"image shape {tuple(images.shape)} differs from reference shape {tuple(reference.shape)}: resize or crop the output to the ground-truth size first")
     if channel not in ("rgb", "y"):
         raise UserError(f"unknown channel {channel!r}: use 'rgb' or 'y'")
     if crop_border < 0:
@@ -79,10 +76,7 @@ def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
 def _check_window_fits(x: torch.Tensor, what: str) -> None:
     height, width = x.shape[-2:]
     if min(height, width) < WINDOW_SIZE:
-        raise UserError(
-            f"{what} needs at least {WINDOW_SIZE}x{WINDOW_SIZE} pixels after cropping, got {height}x{width}: "
-            "use larger images or a smaller crop_border"
-        )
+        raise UserError(f"{what} needs at least {WINDOW_SIZE}x{WINDOW_SIZE} pixels after cropping, got {height}x{width}: use larger images or a smaller crop_border")
 
 
 def ssim(images: torch.Tensor, reference: torch.Tensor, *, channel: str = "rgb", crop_border: int = 0) -> torch.Tensor:

@@ -68,13 +68,7 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def imresize(
-    images: torch.Tensor,
-    *,
-    scale: float | tuple[float, float] | None = None,
-    size: tuple[int, int] | None = None,
-    antialiasing: bool = True,
-) -> torch.Tensor:
+def imresize(images: torch.Tensor, *, scale: float | tuple[float, float] | None = None, size: tuple[int, int] | None = None, antialiasing: bool = True) -> torch.Tensor:
     """MATLAB `imresize(images, scale | [H W], 'bicubic')` on (B,C,H,W) float tensors; no clamping.
 
     Give exactly one of `scale` (output side = ceil(side * scale), weights from `scale` itself, as MATLAB

@@ -61,6 +61,4 @@ def load_torchscript(path: str | Path, what: str) -> torch.jit.ScriptModule:
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except Exception as error:  # torch.jit.load raises several unrelated types for a wrong file
-        raise UserError(
-            f"cannot load {what} {path} as TorchScript ({_first_line(error)}): give a torch.jit-saved module, e.g. NVIDIA's inception-2015-12-05.pt"
-        ) from error
+        raise UserError(f"cannot load {what} {path} as TorchScript ({_first_line(error)}): give a torch.jit-saved module, e.g. NVIDIA's inception-2015-12-05.pt") from error

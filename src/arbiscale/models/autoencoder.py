@@ -25,27 +25,19 @@ class LatentFeatureDecoder(nn.Module):
     the short path that the "MLP only" ablation shows learns fastest from scratch.
     """
 
-    def __init__(
-        self, latent_channels: int, block_channels: list[int], num_res_blocks: int, norm_groups: int, mid_attention: bool,
-        latent_skip: bool = False,
-    ) -> None:
+    def __init__(self, latent_channels: int, block_channels: list[int], num_res_blocks: int, norm_groups: int, mid_attention: bool, latent_skip: bool = False) -> None:
         super().__init__()
         self.latent_skip = latent_skip
         self.out_channels = block_channels[0] + (latent_channels if latent_skip else 0)
         top = block_channels[-1]
         self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1)
         self.conv_in = nn.Conv2d(latent_channels, top, 3, padding=1)
-        self.mid = UNetMidBlock2D(
-            in_channels=top, temb_channels=None, resnet_groups=norm_groups, add_attention=mid_attention, attention_head_dim=top
-        )
+        self.mid = UNetMidBlock2D(in_channels=top, temb_channels=None, resnet_groups=norm_groups, add_attention=mid_attention, attention_head_dim=top)
         blocks = []
         width_in = top
         for width_out in reversed(block_channels):
             blocks.append(
-                UpDecoderBlock2D(
-                    in_channels=width_in, out_channels=width_out, num_layers=num_res_blocks + 1,
-                    resnet_groups=norm_groups, add_upsample=False, temb_channels=None,
-                )
+                UpDecoderBlock2D(in_channels=width_in, out_channels=width_out, num_layers=num_res_blocks + 1, resnet_groups=norm_groups, add_upsample=False, temb_channels=None)
             )
             width_in = width_out
         self.blocks = nn.ModuleList(blocks)
@@ -112,9 +104,7 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         self.quant_conv = nn.Conv2d(moments, moments, 1)
         # use_feature_decoder=False is the paper's "MLP only" ablation: the head reads the latent itself.
         self.feature_decoder = (
-            LatentFeatureDecoder(latent_channels, block_channels, num_res_blocks, norm_groups, mid_attention, latent_skip)
-            if use_feature_decoder
-            else nn.Identity()
+            LatentFeatureDecoder(latent_channels, block_channels, num_res_blocks, norm_groups, mid_attention, latent_skip) if use_feature_decoder else nn.Identity()
         )
         head_channels = self.feature_decoder.out_channels if use_feature_decoder else latent_channels
         self.head = ImplicitHead(head_channels, tuple(head_hidden), image_channels, local_ensemble, feature_unfold, cell_decode, head_blend)
@@ -141,9 +131,7 @@ class ImplicitAutoencoder(ModelMixin, ConfigMixin):
         """Values (B, Q, 3) of the image the latent describes, at coordinates (B, Q, 2) with cells."""
         return self.head(self.feature_decoder(latent), coord, cell, chunk_size)
 
-    def decode(
-        self, latent: torch.Tensor, size: tuple[int, int], chunk_size: int | None = 65536, out: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def decode(self, latent: torch.Tensor, size: tuple[int, int], chunk_size: int | None = 65536, out: torch.Tensor | None = None) -> torch.Tensor:
         """Render the latent as a (B, 3, H, W) float32 image of any size, into `out` when given (e.g.
         one image's slice of a batch). Rendered in bands of rows (`ImplicitHead.render`), so memory
         beyond the image itself is bounded by `chunk_size` and does not grow with (H, W)."""

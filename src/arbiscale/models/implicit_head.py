@@ -149,10 +149,7 @@ class ImplicitHead(nn.Module):
         step = self.queries_per_step(batch, num_queries, chunk_size, coord.device)
         if step >= num_queries:
             return self.query(projected, size, coord, cell)
-        pieces = [
-            self.query(projected, size, coord[:, start : start + step], cell[:, start : start + step])
-            for start in range(0, num_queries, step)
-        ]
+        pieces = [self.query(projected, size, coord[:, start : start + step], cell[:, start : start + step]) for start in range(0, num_queries, step)]
         return torch.cat(pieces, dim=1)
 
     @staticmethod
@@ -173,9 +170,7 @@ class ImplicitHead(nn.Module):
             step = min(step, max(1, CACHE_ROWS // (batch * (4 if self.local_ensemble else 1))))
         return step
 
-    def render(
-        self, features: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, out: torch.Tensor, chunk_size: int | None = None,
-    ) -> torch.Tensor:
+    def render(self, features: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, out: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Render features (B, C, h, w) at every (y, x) of the grid `ys` (H,) x `xs` (W,) with one
         cell (2,) straight into `out` (B, out, H, W), which may be a view, and return it.
 
@@ -199,9 +194,7 @@ class ImplicitHead(nn.Module):
                 out[:, :, top : top + len(rows), left : left + len(cols)] = values.transpose(1, 2).unflatten(2, (len(rows), len(cols)))
         return out
 
-    def render_image(
-        self, features: torch.Tensor, size: tuple[int, int], chunk_size: int | None = None, out: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def render_image(self, features: torch.Tensor, size: tuple[int, int], chunk_size: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         """`render` over a whole (H, W) image's pixel centres, into `out` or a new float32 (B, out, H, W)."""
         if out is None:
             out = torch.empty((features.shape[0], self.mlp[-1].out_features, *size), device=features.device, dtype=torch.float32)

@@ -61,14 +61,15 @@ def liif_config(spec: dict) -> dict:
     imnet_args = imnet.get("args") or {}
     config = dict(
         head_hidden=tuple(imnet_args.get("hidden_list", (256, 256, 256, 256))),
-        local_ensemble=args.get("local_ensemble", True), feature_unfold=args.get("feat_unfold", True), cell_decode=args.get("cell_decode", True),
+        local_ensemble=args.get("local_ensemble", True),
+        feature_unfold=args.get("feat_unfold", True),
+        cell_decode=args.get("cell_decode", True),
     )
     if imnet_args.get("out_dim", 3) != 3:
         raise UserError(f"the checkpoint's head outputs {imnet_args['out_dim']} channels, not 3 (RGB)")
     if encoder.get("name") == "edsr-baseline":
         return config | dict(
-            encoder_type="edsr-baseline", channels=encoder_args.get("n_feats", 64), num_blocks=encoder_args.get("n_resblocks", 16),
-            res_scale=encoder_args.get("res_scale", 1),
+            encoder_type="edsr-baseline", channels=encoder_args.get("n_feats", 64), num_blocks=encoder_args.get("n_resblocks", 16), res_scale=encoder_args.get("res_scale", 1)
         )
     if encoder.get("name") == "rdn":
         if encoder_args.get("RDNkSize", 3) != 3 or encoder_args.get("RDNconfig", "B") not in RDN_CONFIGS:
@@ -91,9 +92,7 @@ def convert_state_dict(model: LIIF, theirs: dict[str, torch.Tensor]) -> dict[str
         if key not in theirs:
             raise CheckpointMismatchError(f"missing key {key} in the checkpoint: the file is incomplete or of another model")
         if tuple(theirs[key].shape) != tuple(value.shape):
-            raise CheckpointMismatchError(
-                f"key {key} has shape {tuple(theirs[key].shape)} in the checkpoint, the configuration needs {tuple(value.shape)}"
-            )
+            raise CheckpointMismatchError(f"key {key} has shape {tuple(theirs[key].shape)} in the checkpoint, the configuration needs {tuple(value.shape)}")
     converted = {key: theirs[_their_key(key)] for key in ours if key not in ("head.feature_proj.weight", "head.geometry_proj.weight")}
     first = theirs[_FIRST_LAYER]
     converted["head.feature_proj.weight"] = first[:, : feature_proj.shape[1]].reshape(feature_proj.shape)

@@ -39,9 +39,7 @@ def load_component(model_class: type[ModelT], path: str | Path) -> ModelT:
         # Mismatched shapes are collected into `info` (instead of stopping at the first) and named in one line
         # below, so diffusers' multi-line warning about them is silenced.
         with _quiet(logging.getLogger(ModelMixin.__module__)):
-            model, info = model_class.from_pretrained(
-                path, output_loading_info=True, local_files_only=True, ignore_mismatched_sizes=True
-            )
+            model, info = model_class.from_pretrained(path, output_loading_info=True, local_files_only=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError, ArithmeticError) as error:  # e.g. norm_num_groups 0
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointMismatchError(f"cannot load {model_class.__name__} from {path}: {first_line}") from error
@@ -53,7 +51,5 @@ def load_component(model_class: type[ModelT], path: str | Path) -> ModelT:
     if info.get("mismatched_keys"):
         problems.append(f"wrong shape {_listing([k[0] if isinstance(k, tuple) else k for k in info['mismatched_keys']])}")
     if problems:
-        raise CheckpointMismatchError(
-            f"weights in {path} do not match its config.json ({'; '.join(problems)}): re-save the model or fix the config"
-        )
+        raise CheckpointMismatchError(f"weights in {path} do not match its config.json ({'; '.join(problems)}): re-save the model or fix the config")
     return model.eval()

@@ -50,19 +50,14 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
         if residual and task != "sr":
             raise ValueError("only an SR denoiser can diffuse the residual over its condition")
         in_channels = 2 * latent_channels if task == "sr" else latent_channels
-        self.unet = UNet2DModel(
-            sample_size=tuple(sample_size), in_channels=in_channels, out_channels=latent_channels, **(unet_kwargs or {})
-        )
+        self.unet = UNet2DModel(sample_size=tuple(sample_size), in_channels=in_channels, out_channels=latent_channels, **(unet_kwargs or {}))
 
     @classmethod
     def from_preset(cls, preset: str | Preset, task: str, residual: bool = False) -> "LatentDenoiser":
         """A freshly initialised denoiser sized by a preset, for its autoencoder's latent."""
         preset = get_preset(preset) if isinstance(preset, str) else preset
         latent_channels = preset.autoencoder.get("latent_channels", 3)
-        return cls(
-            task=task, latent_channels=latent_channels, sample_size=tuple(preset.latent_size), unet_kwargs=dict(preset.unet),
-            residual=residual,
-        )
+        return cls(task=task, latent_channels=latent_channels, sample_size=tuple(preset.latent_size), unet_kwargs=dict(preset.unet), residual=residual)
 
     @property
     def size_multiple(self) -> int:

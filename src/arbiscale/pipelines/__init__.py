@@ -26,6 +26,4 @@ def load_pipeline(path: str | Path) -> LatentImplicitPipeline:
     return PIPELINE_CLASSES[class_name].from_pretrained(path)
 
 
-__all__ = [
-    "PIPELINE_FOR_TASK", "GenerationOutput", "GenerationPipeline", "UpscaleOutput", "UpscalePipeline", "bundled_model_dir", "load_pipeline",
-]
+__all__ = ["PIPELINE_FOR_TASK", "GenerationOutput", "GenerationPipeline", "UpscaleOutput", "UpscalePipeline", "bundled_model_dir", "load_pipeline"]

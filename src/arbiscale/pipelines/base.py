@@ -50,10 +50,7 @@ class LatentImplicitPipeline(DiffusionPipeline):
     def __init__(self, autoencoder: ImplicitAutoencoder, denoiser: LatentDenoiser, scheduler: SchedulerMixin) -> None:
         super().__init__()
         if denoiser.config.task != self.task:
-            raise UserError(
-                f"this denoiser was trained for task {denoiser.config.task!r}, but {type(self).__name__} needs {self.task!r}: "
-                "use the model made for this command"
-            )
+            raise UserError(f"this denoiser was trained for task {denoiser.config.task!r}, but {type(self).__name__} needs {self.task!r}: use the model made for this command")
         if denoiser.config.latent_channels != autoencoder.config.latent_channels:
             raise CheckpointMismatchError(
                 f"the denoiser works on {denoiser.config.latent_channels}-channel latents but the autoencoder makes "
@@ -83,15 +80,10 @@ class LatentImplicitPipeline(DiffusionPipeline):
                 raise CheckpointMismatchError(f"the bundled model in {path} is damaged ({problem}): reinstall arbiscale")
         path = Path(path)
         if not path.exists():
-            raise UserError(
-                f"{path} is neither a folder nor a bundled model's name ({', '.join(cls.bundled_models)}): pass one of them "
-                "or a folder written by save_pretrained"
-            )
+            raise UserError(f"{path} is neither a folder nor a bundled model's name ({', '.join(cls.bundled_models)}): pass one of them or a folder written by save_pretrained")
         index = read_model_index(path)
         if index.get("_class_name") != cls.__name__:
-            raise UserError(
-                f"{path} is a saved {index.get('_class_name')}, but `arbiscale {cls.command}` needs a saved {cls.__name__}: give its folder as `path`"
-            )
+            raise UserError(f"{path} is a saved {index.get('_class_name')}, but `arbiscale {cls.command}` needs a saved {cls.__name__}: give its folder as `path`")
         autoencoder = load_component(ImplicitAutoencoder, path / "autoencoder")
         denoiser = load_component(LatentDenoiser, path / "denoiser")
         return cls(autoencoder, denoiser, load_scheduler(path / "scheduler", index.get("scheduler")))
@@ -140,9 +132,7 @@ def load_scheduler(path: Path, entry: list | None) -> SchedulerMixin:
     """The saved noise schedule, through the scheduler class model_index.json names."""
     class_name = entry[1] if isinstance(entry, list) and len(entry) == 2 else None
     if class_name not in SCHEDULER_CLASSES:
-        raise CheckpointMismatchError(
-            f"model_index.json names scheduler {class_name!r}; expected one of {', '.join(SCHEDULER_CLASSES)}: re-save the model"
-        )
+        raise CheckpointMismatchError(f"model_index.json names scheduler {class_name!r}; expected one of {', '.join(SCHEDULER_CLASSES)}: re-save the model")
     try:
         return SCHEDULER_CLASSES[class_name].from_pretrained(path)
     except (OSError, ValueError) as error:

@@ -63,20 +63,18 @@ class GenerationPipeline(LatentImplicitPipeline):
         if not sizes:
             raise UserError("give at least one output size (H, W)")
         sizes = [check_output_size(tuple(size)) for size in sizes]
-        latent_hw = check_latent_size(
-            tuple(self.denoiser.config.sample_size) if latent_size is None else tuple(latent_size), self.denoiser.size_multiple
-        )
+        latent_hw = check_latent_size(tuple(self.denoiser.config.sample_size) if latent_size is None else tuple(latent_size), self.denoiser.size_multiple)
         shape = (num_images, self.denoiser.config.latent_channels, *latent_hw)
         rendered = max(FLOAT * 3 * num_images * height * width for height, width in sizes)
         check_free(
-            unet_bytes(self.denoiser, latent_hw[0] * latent_hw[1], num_images) + rendered, self.device,
-            f"sampling {num_images} latent(s) of {format_size(latent_hw)}", "lower the latent size or the number of images sampled together",
+            unet_bytes(self.denoiser, latent_hw[0] * latent_hw[1], num_images) + rendered,
+            self.device,
+            f"sampling {num_images} latent(s) of {format_size(latent_hw)}",
+            "lower the latent size or the number of images sampled together",
         )
         latent_scale = self.denoiser.config.latent_scale
         scheduler = self.make_sampler(sampler)
         with self.precision(autocast_dtype):
-            latents = sample_latents(
-                self.denoiser, scheduler, shape, None, num_inference_steps, self.resolve_eta(sampler, eta), generator, self.progress_bar
-            ) / latent_scale
+            latents = sample_latents(self.denoiser, scheduler, shape, None, num_inference_steps, self.resolve_eta(sampler, eta), generator, self.progress_bar) / latent_scale
             images = [self.render(latents, size, decode_chunk) for size in sizes]
         return GenerationOutput(images=images, latents=latents)

@@ -151,9 +151,7 @@ def plan_tiles(
     cells = height * width
     factor = autoencoder.downsample_factor
     channels = autoencoder.config.latent_channels
-    whole_images = FLOAT * (
-        batch * 3 * out_size[0] * out_size[1] + 3 * 3 * cells * factor**2 + 12 * batch * channels * cells
-    )
+    whole_images = FLOAT * (batch * 3 * out_size[0] * out_size[1] + 3 * 3 * cells * factor**2 + 12 * batch * channels * cells)
     free = budget - whole_images
     if free <= 0:
         raise UserError(
@@ -209,8 +207,6 @@ def plan_tiles(
     if chunk_room < 1:
         raise UserError(f"decoding needs more memory than the {readable(budget)} budget leaves: raise `max_memory` or lower `tile_size`")
     # The statistics pass of tiled encoding/decoding holds its sample of windows all at once.
-    window_bytes = max(
-        encoder_bytes(autoencoder, window_cells(code_tile or max(height, width), encode_halo) * factor**2), feature_decoder_bytes(autoencoder, window)
-    )
+    window_bytes = max(encoder_bytes(autoencoder, window_cells(code_tile or max(height, width), encode_halo) * factor**2), feature_decoder_bytes(autoencoder, window))
     stat_tiles = max(1, free // window_bytes)
     return TilePlan(sample_tile, overlap, int(tile_batch), code_tile, int(stat_tiles), int(min(decode_chunk, chunk_room)))

@@ -40,10 +40,7 @@ class Window:
 
     def core_box(self) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) of the core in window coordinates."""
-        return (
-            self.core_rows.start - self.rows.start, self.core_rows.stop - self.rows.start,
-            self.core_cols.start - self.cols.start, self.core_cols.stop - self.cols.start,
-        )
+        return (self.core_rows.start - self.rows.start, self.core_rows.stop - self.rows.start, self.core_cols.start - self.cols.start, self.core_cols.stop - self.cols.start)
 
     def scaled(self, factor: int) -> "Window":
         """The same window in units `factor` times finer (latent cells -> image pixels)."""
@@ -229,37 +226,22 @@ def local_coordinates(span: slice, pixels: int, crop: slice, cells: int) -> torc
 
 
 def render_core(
-    autoencoder: ImplicitAutoencoder, features: torch.Tensor, window: Window, cells: tuple[int, int],
-    size: tuple[int, int], margin: int, chunk_size: int, out: torch.Tensor,
+    autoencoder: ImplicitAutoencoder, features: torch.Tensor, window: Window, cells: tuple[int, int], size: tuple[int, int], margin: int, chunk_size: int, out: torch.Tensor
 ) -> None:
     """Render the output pixels whose centres lie in the window's core into their place in `out`
     (1, C, H, W), from the window's features (1, C, window) cropped to the core and `margin` cells."""
-    crops = [
-        slice(max(core.start - margin, 0), min(core.stop + margin, length))
-        for core, length in zip((window.core_rows, window.core_cols), cells)
-    ]
-    features = features[..., crops[0].start - window.rows.start : crops[0].stop - window.rows.start,
-                        crops[1].start - window.cols.start : crops[1].stop - window.cols.start]
+    crops = [slice(max(core.start - margin, 0), min(core.stop + margin, length)) for core, length in zip((window.core_rows, window.core_cols), cells)]
+    features = features[..., crops[0].start - window.rows.start : crops[0].stop - window.rows.start, crops[1].start - window.cols.start : crops[1].stop - window.cols.start]
     spans = [
-        slice(first_pixel(core.start, length, pixels), first_pixel(core.stop, length, pixels))
-        for core, length, pixels in zip((window.core_rows, window.core_cols), cells, size)
+        slice(first_pixel(core.start, length, pixels), first_pixel(core.stop, length, pixels)) for core, length, pixels in zip((window.core_rows, window.core_cols), cells, size)
     ]
-    ys, xs = (
-        local_coordinates(span, pixels, crop, length).to(features.device, torch.float32)
-        for span, pixels, crop, length in zip(spans, size, crops, cells)
-    )
+    ys, xs = (local_coordinates(span, pixels, crop, length).to(features.device, torch.float32) for span, pixels, crop, length in zip(spans, size, crops, cells))
     cell = torch.tensor([2.0 * length / (pixels * (crop.stop - crop.start)) for length, pixels, crop in zip(cells, size, crops)])
     autoencoder.head.render(features, ys, xs, cell.to(features.device), out[..., spans[0], spans[1]], chunk_size)
 
 
 def tiled_decode(
-    autoencoder: ImplicitAutoencoder,
-    latent: torch.Tensor,
-    size: tuple[int, int],
-    tile: int,
-    chunk_size: int,
-    stat_tiles: int,
-    halo: int | None = None,
+    autoencoder: ImplicitAutoencoder, latent: torch.Tensor, size: tuple[int, int], tile: int, chunk_size: int, stat_tiles: int, halo: int | None = None
 ) -> torch.Tensor:
     """`autoencoder.decode(latent, size)` computed in latent tiles of at most `tile` cells."""
     margin = decoder_margin(autoencoder)

@@ -112,13 +112,9 @@ class UpscalePipeline(LatentImplicitPipeline):
         free = available_memory(self.device)
         budget = self.tiling.max_memory if self.tiling.max_memory is not None else free
         if budget > free:
-            raise UserError(
-                f"the memory budget {readable(budget)} is more than the {readable(free)} free here: "
-                "give at most that, or no budget (the free memory is the default)"
-            )
+            raise UserError(f"the memory budget {readable(budget)} is more than the {readable(free)} free here: give at most that, or no budget (the free memory is the default)")
         return plan_tiles(
-            self.autoencoder, self.denoiser, batch, latent_hw, out_size, budget,
-            self.tiling.tile_size, self.tiling.tile_overlap, self.default_max_latent_side(), decode_chunk,
+            self.autoencoder, self.denoiser, batch, latent_hw, out_size, budget, self.tiling.tile_size, self.tiling.tile_overlap, self.default_max_latent_side(), decode_chunk
         )
 
     def as_batch(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
@@ -171,9 +167,16 @@ class UpscalePipeline(LatentImplicitPipeline):
         with self.precision(autocast_dtype):
             condition = self.encode_condition(low_res, latent_hw, plan).repeat_interleave(num_samples, dim=0) * latent_scale
             sample = sample_latents(
-                self.sampling_denoiser(plan), self.make_sampler(sampler), tuple(condition.shape), condition, num_inference_steps,
-                self.resolve_eta(sampler, eta), generator, self.progress_bar,
-                start=self.denoiser.diffusion_target(condition, condition), strength=strength,
+                self.sampling_denoiser(plan),
+                self.make_sampler(sampler),
+                tuple(condition.shape),
+                condition,
+                num_inference_steps,
+                self.resolve_eta(sampler, eta),
+                generator,
+                self.progress_bar,
+                start=self.denoiser.diffusion_target(condition, condition),
+                strength=strength,
             )
             latents = self.denoiser.latent_from(sample, condition) / latent_scale
             del condition

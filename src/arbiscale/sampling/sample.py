@@ -82,11 +82,7 @@ def sample_latents(
 
 
 def predict_clean_latent(
-    noisy_latent: torch.Tensor,
-    model_output: torch.Tensor,
-    alphas_cumprod: torch.Tensor,
-    timesteps: torch.Tensor,
-    prediction_type: str = "epsilon",
+    noisy_latent: torch.Tensor, model_output: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, prediction_type: str = "epsilon"
 ) -> torch.Tensor:
     """One-step estimate of z0 from z_t and the model's output, per sample (differentiable):
     epsilon: (z_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t); v_prediction: sqrt(a_t) z_t - sqrt(1 - a_t) v_hat."""

@@ -16,15 +16,11 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..errors import UserError
 
-TRAINING_SCHEDULE = dict(
-    num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195, prediction_type="epsilon"
-)
+TRAINING_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195, prediction_type="epsilon")
 
 # Named training objectives: the schedule settings that differ from TRAINING_SCHEDULE.
-OBJECTIVES: dict[str, dict] = {
-    "epsilon": {},
-    "v-zero-snr": dict(prediction_type="v_prediction", rescale_betas_zero_snr=True),
-}
+OBJECTIVES: dict[str, dict] = {"epsilon": {}, "v-zero-snr": dict(prediction_type="v_prediction", rescale_betas_zero_snr=True)}
+
 
 class SafeDDIMScheduler(DDIMScheduler):
     """DDIM whose eta noise never exceeds what the step allows. From t = T of a zero-terminal-SNR

@@ -21,11 +21,7 @@ from ..errors import UserError
 from ..geometry import check_output_size, scaled_size
 
 
-def output_size(
-    input_size: tuple[int, int],
-    scale: float | tuple[float, float] | None = None,
-    size: tuple[int, int] | None = None,
-) -> tuple[int, int]:
+def output_size(input_size: tuple[int, int], scale: float | tuple[float, float] | None = None, size: tuple[int, int] | None = None) -> tuple[int, int]:
     """The exact (H, W) to render, from a scale or an explicit size (exactly one of them)."""
     if (scale is None) == (size is None):
         raise UserError("give either a scale or an output size, not both and not neither")
@@ -42,9 +38,7 @@ def _round_side(length: float, multiple: int, cap: int) -> int:
     return rounded if rounded <= cap else max(multiple, cap // multiple * multiple)
 
 
-def working_latent_size(
-    out_size: tuple[int, int], downsample_factor: int, size_multiple: int, max_latent_side: int, input_size: tuple[int, int] | None = None,
-) -> tuple[int, int]:
+def working_latent_size(out_size: tuple[int, int], downsample_factor: int, size_multiple: int, max_latent_side: int, input_size: tuple[int, int] | None = None) -> tuple[int, int]:
     """The (h, w) of the latent to sample for an output of `out_size` (see the module docstring); with an
     `input_size`, no side below the input's own resolution (side x factor >= the input's side, or the
     output's where that is smaller), whatever the cap."""

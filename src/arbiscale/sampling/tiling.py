@@ -32,9 +32,7 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 def tile_layout(size: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
     """Row-major (rows, cols) slices of equal-sized overlapping tiles covering an (h, w) grid."""
-    spans = [
-        [slice(start, start + min(tile, length)) for start in tile_starts(length, tile, overlap)] for length in size
-    ]
+    spans = [[slice(start, start + min(tile, length)) for start in tile_starts(length, tile, overlap)] for length in size]
     return [(rows, cols) for rows in spans[0] for cols in spans[1]]
 
 
@@ -71,13 +69,7 @@ def blend_weights(size: tuple[int, int], tiles: list[Tile]) -> list[torch.Tensor
 
 
 def blended_noise(
-    denoiser: Denoiser,
-    latents: torch.Tensor,
-    timestep: torch.Tensor | int,
-    condition: torch.Tensor | None,
-    tiles: list[Tile],
-    weights: list[torch.Tensor],
-    tile_batch: int = 1,
+    denoiser: Denoiser, latents: torch.Tensor, timestep: torch.Tensor | int, condition: torch.Tensor | None, tiles: list[Tile], weights: list[torch.Tensor], tile_batch: int = 1
 ) -> torch.Tensor:
     """The denoiser's noise prediction for the whole latent, from its tiles blended by `weights`.
 

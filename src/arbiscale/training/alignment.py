@@ -23,13 +23,7 @@ def per_sample_mean(values: torch.Tensor) -> torch.Tensor:
 
 
 def alignment_loss(
-    noise_pred: torch.Tensor,
-    noise: torch.Tensor,
-    decoded: torch.Tensor,
-    target: torch.Tensor,
-    weights: torch.Tensor,
-    denoise_weight: float = 1.0,
-    recon_weight: float = 1.0,
+    noise_pred: torch.Tensor, noise: torch.Tensor, decoded: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, denoise_weight: float = 1.0, recon_weight: float = 1.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L_align = mean_b w_b (l1 * MSE(eps_hat, eps)_b + l2 * L1(decoded, target)_b)."""
     if weights.shape != noise_pred.shape[:1]:

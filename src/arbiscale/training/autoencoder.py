@@ -93,10 +93,7 @@ class AutoencoderTask(TrainingTask):
         autoencoder = model.autoencoder
         images = self.validation_images.to(next(autoencoder.parameters()).device)
         latent = autoencoder.encode(images)
-        sizes = {
-            "val_psnr": tuple(images.shape[-2:]),
-            f"val_psnr_{self.validation_scale:g}x_latent": scaled_size(tuple(latent.shape[-2:]), self.validation_scale),
-        }
+        sizes = {"val_psnr": tuple(images.shape[-2:]), f"val_psnr_{self.validation_scale:g}x_latent": scaled_size(tuple(latent.shape[-2:]), self.validation_scale)}
         return {name: psnr(autoencoder.decode(latent, size), resize(images, size)).mean().item() for name, size in sizes.items()}
 
     def save(self, model: nn.Module, directory: Path) -> None:

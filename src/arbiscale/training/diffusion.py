@@ -84,10 +84,7 @@ class EncodedCrops(Dataset):
 
     IMAGE_KEYS = {"image": "latent", "condition_image": "condition_latent"}
 
-    def __init__(
-        self, items: Dataset, autoencoder: ImplicitAutoencoder, size: int, batch_size: int = 64,
-        cache_file: Path | None = None, write_cache: bool = True,
-    ) -> None:
+    def __init__(self, items: Dataset, autoencoder: ImplicitAutoencoder, size: int, batch_size: int = 64, cache_file: Path | None = None, write_cache: bool = True) -> None:
         if size < 1:
             raise ValueError(f"the pool needs at least one item, got {size}")
         self.size = size
@@ -275,7 +272,4 @@ def _latents_of(autoencoder: ImplicitAutoencoder, dataset: Dataset, key: str, nu
     """Batches of latents of the first `num_items` items' `key` image."""
     device = next(autoencoder.parameters()).device
     count = min(num_items, len(dataset))
-    return (
-        autoencoder.encode(torch.stack([dataset[i][key] for i in range(start, min(start + batch_size, count))]).to(device))
-        for start in range(0, count, batch_size)
-    )
+    return (autoencoder.encode(torch.stack([dataset[i][key] for i in range(start, min(start + batch_size, count))]).to(device)) for start in range(0, count, batch_size))

@@ -46,7 +46,4 @@ class IDMTask(TrainingTask):
     def validate(self, model: nn.Module) -> dict[str, float]:
         batch = {key: value.to(model.device) for key, value in self.validation_batch.items()}
         output, target, estimate = self.predicted(model, batch, validation_generator())
-        return {
-            "val_loss": (output - target).square().mean().item(),
-            "val_psnr_onestep": psnr(estimate.clamp(-1, 1), batch["image"]).mean().item(),
-        }
+        return {"val_loss": (output - target).square().mean().item(), "val_psnr_onestep": psnr(estimate.clamp(-1, 1), batch["image"]).mean().item()}

@@ -35,12 +35,16 @@ class DownscaledWindows(ArbitraryScaleCrops):
     """
 
     def __init__(
-        self, paths: list[Path], input_size: tuple[int, int], num_queries: int | None = None, length: int = 1000, seed: int = 0,
-        deterministic: bool = False, augment: str = "dihedral",
+        self,
+        paths: list[Path],
+        input_size: tuple[int, int],
+        num_queries: int | None = None,
+        length: int = 1000,
+        seed: int = 0,
+        deterministic: bool = False,
+        augment: str = "dihedral",
     ) -> None:
-        super().__init__(
-            paths, input_size, MAX_SCALE, num_queries=num_queries, length=length, seed=seed, deterministic=deterministic, augment=augment,
-        )
+        super().__init__(paths, input_size, MAX_SCALE, num_queries=num_queries, length=length, seed=seed, deterministic=deterministic, augment=augment)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, scale, generator = self.crop_and_scale(index)

@@ -220,10 +220,7 @@ def _writing(what: Path, temp: Path, run_dir: Path):
         shutil.rmtree(temp, ignore_errors=True)
         newest = checkpoints.list_checkpoints(run_dir)
         since = f"from {newest[-1].name}" if newest else "from the start"
-        raise UserError(
-            f"cannot write {what} ({error.strerror or error}): free space on that disk (or fix its permissions), "
-            f"then `resume` continues {since}"
-        ) from None
+        raise UserError(f"cannot write {what} ({error.strerror or error}): free space on that disk (or fix its permissions), then `resume` continues {since}") from None
 
 
 def _save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int) -> None:
@@ -334,16 +331,20 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
     # which the loss's noise comes from: a resumed run, restoring that RNG and then opening an iterator, would
     # draw other noise than the uninterrupted run.
     loader = DataLoader(
-        task.dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=True, generator=torch.Generator().manual_seed(settings.seed),
-        num_workers=settings.num_workers, pin_memory=accelerator.device.type == "cuda",
+        task.dataset,
+        batch_size=settings.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(settings.seed),
+        num_workers=settings.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     _check_step_memory(task, model, accelerator, settings.batch_size)
     batches_per_epoch = len(loader)
     if batches_per_epoch == 0:
         raise UserError(
-            f"the dataset has {len(task.dataset)} items, fewer than one batch of {settings.batch_size} per process "
-            f"x {accelerator.num_processes} processes: lower `batch_size`"
+            f"the dataset has {len(task.dataset)} items, fewer than one batch of {settings.batch_size} per process x {accelerator.num_processes} processes: lower `batch_size`"
         )
     unwrapped = accelerator.unwrap_model(model)
     ema = EMAModel(unwrapped.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
@@ -359,10 +360,7 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
             accelerator.load_state(str(resume_from))
         except (OSError, RuntimeError, ValueError, KeyError, EOFError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(
-                f"checkpoint {resume_from} cannot be loaded ({first_line}): delete it to resume from the one before, "
-                "or check that `preset` matches the run"
-            ) from error
+            raise UserError(f"checkpoint {resume_from} cannot be loaded ({first_line}): delete it to resume from the one before, or check that `preset` matches the run") from error
         if accelerator.is_main_process:
             print(f"arbiscale: resuming from {resume_from} (step {step})", file=sys.stderr)
     if accelerator.is_main_process:

@@ -106,8 +106,14 @@ def build_app(upscaler: UpscalePipeline | None, generator: GenerationPipeline | 
             raise UserError(f"samples must be between 1 and {limits.max_samples}")
         seed = int(seed)
         result = upscaler(
-            image_to_tensor(image).to(device), scale=scale, size=size, sampler=sampler, num_inference_steps=int(steps),
-            strength=float(strength), generator=[torch.Generator().manual_seed(seed + k) for k in range(samples)], num_samples=samples,
+            image_to_tensor(image).to(device),
+            scale=scale,
+            size=size,
+            sampler=sampler,
+            num_inference_steps=int(steps),
+            strength=float(strength),
+            generator=[torch.Generator().manual_seed(seed + k) for k in range(samples)],
+            num_samples=samples,
         )
         bicubic = image.resize((out[1], out[0]), Image.Resampling.BICUBIC)
         outputs = [tensor_to_image(picture) for picture in result.images]
@@ -150,8 +156,11 @@ def build_app(upscaler: UpscalePipeline | None, generator: GenerationPipeline | 
                         gallery = gr.Gallery(label="samples", elem_id="upscale-gallery", columns=2)
                         downloads = gr.File(label="download", file_count="multiple", elem_id="upscale-files")
                 run.click(
-                    _user_errors(upscale), [source, scale, size_text, sampler, steps, strength, seed, samples], [compare, gallery, downloads],
-                    concurrency_id="upscale", concurrency_limit=1,
+                    _user_errors(upscale),
+                    [source, scale, size_text, sampler, steps, strength, seed, samples],
+                    [compare, gallery, downloads],
+                    concurrency_id="upscale",
+                    concurrency_limit=1,
                 )
         if generator is not None:
             with gr.Tab("Generate"):
@@ -167,7 +176,9 @@ def build_app(upscaler: UpscalePipeline | None, generator: GenerationPipeline | 
                         download = gr.File(label="download", elem_id="generate-file")
                 make.click(_user_errors(generate), [gen_seed, side], [picture, latents, download], concurrency_id="generate", concurrency_limit=1)
                 side.release(_user_errors(rerender), [latents, side, gen_seed], [picture, download], concurrency_id="generate", concurrency_limit=1)
-        gr.Markdown(f"Default sampling: {DEFAULT_SAMPLING['sampler']}, {DEFAULT_SAMPLING['num_inference_steps']} steps, eta {DEFAULT_DDIM_ETA:g}, "
-                    f"LR consistency {'on' if DEFAULT_SAMPLING['lr_consistency'] else 'off'}. Outputs are limited to {limits.max_side} pixels a side.")
+        gr.Markdown(
+            f"Default sampling: {DEFAULT_SAMPLING['sampler']}, {DEFAULT_SAMPLING['num_inference_steps']} steps, eta {DEFAULT_DDIM_ETA:g}, "
+            f"LR consistency {'on' if DEFAULT_SAMPLING['lr_consistency'] else 'off'}. Outputs are limited to {limits.max_side} pixels a side."
+        )
     app.queue(max_size=limits.max_queue, default_concurrency_limit=1)
     return app

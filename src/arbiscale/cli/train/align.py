@@ -42,8 +42,15 @@ def run(args: argparse.Namespace) -> int:
     task_name = pipeline.denoiser.config.task
     dataset, validation = diffusion_datasets(args, preset, task_name, pipeline.autoencoder.downsample_factor, settings.batch_size)
     task = AlignmentTask(
-        pipeline.denoiser.train(), pipeline.autoencoder, pipeline.scheduler, dataset, validation, pool_size=args.latent_cache,
-        max_snr=args.max_snr, denoise_weight=args.denoise_weight, recon_weight=args.recon_weight,
+        pipeline.denoiser.train(),
+        pipeline.autoencoder,
+        pipeline.scheduler,
+        dataset,
+        validation,
+        pool_size=args.latent_cache,
+        max_snr=args.max_snr,
+        denoise_weight=args.denoise_weight,
+        recon_weight=args.recon_weight,
     )
     report_saved(f"aligned {task_name} pipeline", train(task, settings))
     return 0

@@ -24,9 +24,7 @@ def register(stages: argparse._SubParsersAction) -> None:
     add_run_options(parser, default_steps=20000)
     add_reconstruction_options(parser)
     parser.add_argument(
-        "--init", type=Path,
-        help="start from this autoencoder folder's weights and architecture (fine-tuning it, encoder included) instead of "
-        "the preset's random ones",
+        "--init", type=Path, help="start from this autoencoder folder's weights and architecture (fine-tuning it, encoder included) instead of the preset's random ones"
     )
     parser.set_defaults(run=run)
 
@@ -42,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def train_reconstruction(
-    autoencoder, preset: Preset, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path], args: argparse.Namespace,
-    train_encoder: bool,
+    autoencoder, preset: Preset, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path], args: argparse.Namespace, train_encoder: bool
 ) -> int:
     """Train `autoencoder` (all of it, or its decoder alone) to reconstruct crops of `train_paths` at random scales,
     or, with --renders, the exact renders of `train_paths` at random larger sides."""
@@ -55,17 +52,22 @@ def train_reconstruction(
     factor = autoencoder.downsample_factor
     length = max(len(train_paths), 100 * settings.batch_size)
     if args.renders is None:
-        dataset = ArbitraryScaleCrops(
-            train_paths, preset.latent_size, factor, num_queries=args.num_queries, length=length, seed=settings.seed, augment=args.augment,
-        )
+        dataset = ArbitraryScaleCrops(train_paths, preset.latent_size, factor, num_queries=args.num_queries, length=length, seed=settings.seed, augment=args.augment)
     else:
         check_positive(args, "max-scale")
         if not args.renders.is_dir():
             raise UserError(f"--renders {args.renders} is not a folder: give the --out folder of scripts/build_vector_set.py")
         try:
             dataset = TrueRenders(
-                train_paths, args.renders, preset.latent_size, factor, num_queries=args.num_queries, max_scale=args.max_scale,
-                length=length, seed=settings.seed, augment=args.augment,
+                train_paths,
+                args.renders,
+                preset.latent_size,
+                factor,
+                num_queries=args.num_queries,
+                max_scale=args.max_scale,
+                length=length,
+                seed=settings.seed,
+                augment=args.augment,
             )
         except ValueError as error:
             raise UserError(f"--renders: {error}") from None

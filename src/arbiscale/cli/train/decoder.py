@@ -22,7 +22,8 @@ def register(stages: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--autoencoder", required=True, type=Path, help="the autoencoder folder to start from (e.g. MODEL/autoencoder)")
     parser.add_argument(
-        "--head-blend", choices=HEAD_BLENDS,
+        "--head-blend",
+        choices=HEAD_BLENDS,
         help="outputs: each ensemble neighbour runs the whole MLP (LIIF, the paper); first-layer: neighbours blended "
         "after the first layer, about 4x less work per output pixel (default: keep the autoencoder's)",
     )

@@ -24,8 +24,7 @@ def register(stages: argparse._SubParsersAction) -> None:
     add_run_options(parser, default_steps=20000)
     add_degradation_options(parser)
     parser.add_argument(
-        "--objective", choices=OBJECTIVE_NAMES, default="v-zero-snr",
-        help="what the denoiser predicts: v-zero-snr (default, as our denoiser) or epsilon (IDM's own)",
+        "--objective", choices=OBJECTIVE_NAMES, default="v-zero-snr", help="what the denoiser predicts: v-zero-snr (default, as our denoiser) or epsilon (IDM's own)"
     )
     parser.set_defaults(run=run)
 

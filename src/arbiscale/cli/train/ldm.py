@@ -13,24 +13,20 @@ from .options import add_crop_options, add_data_options, add_run_options, diffus
 
 
 def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser(
-        "ldm",
-        help="stage 2: latent denoiser for SR or generation",
-        description="Stage 2: train the latent denoiser on the frozen autoencoder's latents.",
-    )
+    parser = stages.add_parser("ldm", help="stage 2: latent denoiser for SR or generation", description="Stage 2: train the latent denoiser on the frozen autoencoder's latents.")
     parser.add_argument("--task", required=True, choices=("sr", "gen"), help="sr: conditioned on the low-res image; gen: unconditional")
     parser.add_argument("--autoencoder", required=True, type=Path, help="the stage-1 model folder (RUN_DIR/model of `train autoencoder`)")
     add_data_options(parser)
     add_run_options(parser, default_steps=50000)
     add_crop_options(parser)
     parser.add_argument(
-        "--objective", choices=OBJECTIVE_NAMES, default="v-zero-snr",
-        help="what the denoiser predicts: v-zero-snr (v on a zero-terminal-SNR schedule: correct from pure noise; "
-        "default) or epsilon (the paper's)",
+        "--objective",
+        choices=OBJECTIVE_NAMES,
+        default="v-zero-snr",
+        help="what the denoiser predicts: v-zero-snr (v on a zero-terminal-SNR schedule: correct from pure noise; default) or epsilon (the paper's)",
     )
     parser.add_argument(
-        "--residual", action=argparse.BooleanOptionalAction, default=True,
-        help="SR: diffuse the residual over the encoded LR condition instead of the latent itself (default: on)",
+        "--residual", action=argparse.BooleanOptionalAction, default=True, help="SR: diffuse the residual over the encoded LR condition instead of the latent itself (default: on)"
     )
     parser.set_defaults(run=run)
 

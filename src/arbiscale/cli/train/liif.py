@@ -16,8 +16,7 @@ def register(stages: argparse._SubParsersAction) -> None:
     parser = stages.add_parser(
         "liif",
         help="the LIIF baseline: EDSR-baseline encoder + implicit head, L1 regression",
-        description="Train the LIIF baseline: LR inputs of the preset's latent size, shrunk from HR windows of 1-4x it; "
-        "L1 on the windows' pixels at random query points.",
+        description="Train the LIIF baseline: LR inputs of the preset's latent size, shrunk from HR windows of 1-4x it; L1 on the windows' pixels at random query points.",
     )
     add_data_options(parser)
     add_run_options(parser, default_steps=20000)
@@ -34,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     settings, train_paths, val_paths = start_photo_run(args, preset, preset.liif_lr)
     liif = LIIF(**preset.liif)
     dataset = DownscaledWindows(
-        train_paths, preset.latent_size, num_queries=args.num_queries, length=max(len(train_paths), 100 * settings.batch_size), seed=args.seed,
-        augment=args.augment,
+        train_paths, preset.latent_size, num_queries=args.num_queries, length=max(len(train_paths), 100 * settings.batch_size), seed=args.seed, augment=args.augment
     )
     task = LIIFTask(liif, dataset, validation_references(val_paths, preset.latent_size, seed=args.seed))
     report_saved("LIIF model", train(task, settings))

@@ -22,9 +22,10 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", type=Path, help="text file listing the training images to use, relative to --data, one a line")
     parser.add_argument("--val-split", type=Path, help="text file listing validation images, relative to --val-data (or --data)")
     parser.add_argument(
-        "--augment", choices=AUGMENTATIONS, default="dihedral",
-        help="symmetries training crops are drawn under: dihedral (all 8 flips and turns, for photos; default), "
-        "flip (left-right only, for emoji, faces, text), none",
+        "--augment",
+        choices=AUGMENTATIONS,
+        default="dihedral",
+        help="symmetries training crops are drawn under: dihedral (all 8 flips and turns, for photos; default), flip (left-right only, for emoji, faces, text), none",
     )
 
 
@@ -52,20 +53,20 @@ def add_run_options(parser: argparse.ArgumentParser, default_steps: int) -> None
     parser.add_argument("--log-every", type=int, default=50, help="steps between lines of metrics.jsonl")
     parser.add_argument("--seed", type=int, default=0, help="fixes initial weights, crops and noise")
     parser.add_argument(
-        "--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto",
-        help="autocast precision, fp32 master weights (default auto: bf16 where the GPU or CPU computes bf16 natively "
-        "(AVX512_BF16/AMX), else no; fp16 needs a GPU)",
+        "--mixed-precision",
+        choices=("auto", "no", "fp16", "bf16"),
+        default="auto",
+        help="autocast precision, fp32 master weights (default auto: bf16 where the GPU or CPU computes bf16 natively (AVX512_BF16/AMX), else no; fp16 needs a GPU)",
     )
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument(
-        "--threads", type=int,
-        help="torch CPU threads per process (default: torch's, one per core). On a shared machine give fewer: "
-        "two runs of 2 threads on 2 cores are several times slower than one",
+        "--threads",
+        type=int,
+        help="torch CPU threads per process (default: torch's, one per core). On a shared machine give fewer: two runs of 2 threads on 2 cores are several times slower than one",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest intact checkpoint")
     parser.add_argument(
-        "--allow-changes", action="store_true",
-        help="let --resume change what the run learns from (data, preset, batch size, lr, seed, stage options); refused otherwise",
+        "--allow-changes", action="store_true", help="let --resume change what the run learns from (data, preset, batch size, lr, seed, stage options); refused otherwise"
     )
 
 
@@ -82,8 +83,26 @@ def check_positive(args: argparse.Namespace, name: str, allow_zero: bool = False
 
 # Options that are TrainSettings fields of their own, or that change how a run goes but not what it learns.
 _NOT_RUN_INPUTS = {
-    "run", "command", "stage", "out", "steps", "batch_size", "lr", "weight_decay", "grad_clip", "ema", "checkpoint_every",
-    "validate_every", "log_every", "seed", "mixed_precision", "workers", "threads", "resume", "allow_changes", "latent_cache",
+    "run",
+    "command",
+    "stage",
+    "out",
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "ema",
+    "checkpoint_every",
+    "validate_every",
+    "log_every",
+    "seed",
+    "mixed_precision",
+    "workers",
+    "threads",
+    "resume",
+    "allow_changes",
+    "latent_cache",
 }
 
 
@@ -149,7 +168,8 @@ def report_saved(what: str, directory: Path) -> None:
 def add_reconstruction_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-queries", type=int, help="target pixels sampled per crop (default: latent height x width)")
     parser.add_argument(
-        "--renders", type=Path,
+        "--renders",
+        type=Path,
         help="a vector set's folder (scripts/build_vector_set.py) with exact renders of the --data images at larger "
         "sides, RENDERS/<side>/<file name>: the decoder learns the true render at a random side up to --max-scale x "
         "the input, instead of a resized crop; --data is then RENDERS/<input side>",
@@ -167,7 +187,9 @@ def add_crop_options(parser: argparse.ArgumentParser) -> None:
     add_degradation_options(parser)
     parser.add_argument("--num-queries", type=int, help="target pixels per crop for the alignment loss (default: latent height x width)")
     parser.add_argument(
-        "--latent-cache", type=int, default=16384,
+        "--latent-cache",
+        type=int,
+        default=16384,
         help="encode this many training crops once with the frozen encoder and train on that pool, kept in the run "
         "folder for --resume (default 16384, 1 GB, about 6 minutes on 2 CPU cores; 0: encode fresh crops at every step, "
         "1.7x the time per step)",
@@ -192,8 +214,7 @@ def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, down
 
     def crops(paths, length: int, deterministic: bool):
         items = ArbitraryScaleCrops(
-            paths, preset.latent_size, downsample_factor, num_queries=num_queries,
-            length=length, seed=args.seed, deterministic=deterministic, augment=args.augment,
+            paths, preset.latent_size, downsample_factor, num_queries=num_queries, length=length, seed=args.seed, deterministic=deterministic, augment=args.augment
         )
         return SuperResolutionCrops(items, args.min_lr_factor, args.max_lr_factor) if task == "sr" else items
 

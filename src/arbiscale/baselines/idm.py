@@ -23,12 +23,13 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import nn
 
-from ..choices import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING
+from ..choices import DEFAULT_SAMPLING
 from ..errors import UserError
 from ..geometry import cell_size, check_output_size, coord_grid, resize
 from ..models.implicit_head import ImplicitHead
 from ..pipelines.consistency import enforce_low_res_consistency
 from ..pipelines.memory import check_free
+from ..pipelines.upscale import UpscalePipeline
 from ..presets import Preset, get_preset
 from ..sampling.sample import Generator, sample_latents
 from ..sampling.schedulers import OBJECTIVES, make_scheduler
@@ -151,7 +152,7 @@ class IDMStyleSR(ModelMixin, ConfigMixin):
         strength: float = DEFAULT_SAMPLING["strength"],
     ) -> torch.Tensor:
         """Sample (B, 3, H, W) images at the output size, every step at full resolution, with our upscaler's
-        sampling options and defaults (DDIM without an eta: `DEFAULT_DDIM_ETA`), so that the two compare
+        sampling options and defaults (DDIM without an eta: the upscaler's, `UpscalePipeline.resolve_eta`), so that the two compare
         at equal settings: `strength` < 1 starts from the bicubic-upsampled input noised to that fraction
         of the schedule, `lr_consistency` corrects the output's low frequencies towards the input. With a
         list of generators, one per LR image, each output is fixed by its own seed."""
@@ -160,7 +161,7 @@ class IDMStyleSR(ModelMixin, ConfigMixin):
         need = ACTIVATION_BYTES_PER_PIXEL * self.config.block_out_channels[0] // 64 * lr_images.shape[0] * height * width
         check_free(need, self.device, f"the IDM-style model at {width}x{height} x {lr_images.shape[0]}", "ask for a smaller size or fewer samples")
         lr_images = lr_images.to(self.device, torch.float32)
-        eta = DEFAULT_DDIM_ETA if eta is None and sampler == "ddim" else eta
+        eta = UpscalePipeline.resolve_eta(sampler, eta)
         scheduler = self.noise_schedule(sampler)
         upscaled = resize(lr_images, (height, width))
         images = sample_latents(self, scheduler, shape, lr_images.to(self.dtype), num_inference_steps, eta, generator, progress_bar, start=upscaled, strength=strength).clamp_(

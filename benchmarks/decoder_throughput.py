@@ -4,7 +4,10 @@ All render the same feature map with the same weights, the same output size and 
 size, side by side in one process (interleaved repeats, median). "ours" is the paper's head
 (blend="outputs", equal to LIIF's query); "first-layer" is the cheaper head (blend="first-layer":
 the ensemble blended after the first layer, the hidden layers run once per query), a different
-function of the same weights plus its phase term, so it is timed but not compared for equality. The straightforward query is the
+function of the same weights plus its phase term, so it is timed but not compared for equality
+with LIIF; "first-layer grid" is that head rendering the output grid (`render_image`, what the
+pipelines call), whose first layer is separable on a grid, asserted equal to its per-query form.
+The straightforward query is the
 LIIF paper's formulation, written out here: for each of the 4 ensemble shifts, nearest grid_sample
 of the feature map, concatenation of [feature, relative offset, relative cell], the full MLP, and
 the opposite-area blend. The machine's fp32 matmul rate is measured as the ceiling.
@@ -103,7 +106,7 @@ def mlp_flops(head: ImplicitHead) -> dict[str, int]:
     # first-layer blend: the K gathered pre-activations blended (K MACs each), geometry and phase terms, the MLP once.
     phase = 4 * PHASE_HARMONICS * first_out
     blended = neighbours * first_out + geometry + phase + hidden + last
-    return {"LIIF": 2 * liif, "ours": 2 * ours, "first-layer": 2 * blended}
+    return {"LIIF": 2 * liif, "ours": 2 * ours, "first-layer": 2 * blended, "first-layer grid": 2 * blended}
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
@@ -173,11 +176,14 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     precisions = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
-    variants = [(impl, precision) for precision in (["fp32", "bf16"] if args.bf16 else ["fp32"]) for impl in ("first-layer", "ours", "LIIF")]
+    variants = [(impl, precision) for precision in (["fp32", "bf16"] if args.bf16 else ["fp32"]) for impl in ("first-layer grid", "first-layer", "ours", "LIIF")]
     models = {"ours": head, "LIIF": reference, "first-layer": blended}
 
     def run(impl: str, precision: str, coord: torch.Tensor, cell: torch.Tensor, chunk: int) -> torch.Tensor:
         with precisions[precision]():
+            if impl == "first-layer grid":
+                side = round(coord.shape[1] ** 0.5)
+                return blended.render_image(features, (side, side), chunk).flatten(2).transpose(1, 2)
             return models[impl](features, coord, cell, chunk)
 
     notes = []
@@ -189,7 +195,9 @@ def main() -> None:
                 outputs = {variant: run(*variant, coord, cell, chunk).float() for variant in variants}
                 error = (outputs["ours", "fp32"] - outputs["LIIF", "fp32"]).abs().max().item()
                 assert error < 1e-4, f"our head and the LIIF query disagree by {error}"
-                note = f"{side}x{side}, chunk {chunk}: max |ours - LIIF| in fp32 {error:.1e}"
+                grid_error = (outputs["first-layer grid", "fp32"] - outputs["first-layer", "fp32"]).abs().max().item()
+                assert grid_error < 1e-4, f"the first-layer head's grid render and its query disagree by {grid_error}"
+                note = f"{side}x{side}, chunk {chunk}: max |ours - LIIF| in fp32 {error:.1e}, |first-layer grid - query| {grid_error:.1e}"
                 if args.bf16:
                     note += f", max |bf16 - fp32| of ours {(outputs['ours', 'bf16'] - outputs['ours', 'fp32']).abs().max().item():.1e}"
                 notes.append(note)

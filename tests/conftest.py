@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +88,84 @@ def make_render_set():
     """`make_render_set(root, sides)`: a small vector set (three SVGs rendered exactly at every side), as
     scripts/build_vector_set.py lays one out; skips the test without resvg-py."""
     return render_set
+
+
+@dataclass(frozen=True)
+class RankOutcome:
+    code: int
+    output: str  # stdout and stderr together
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_main_in_child(argv: list[str], log: Path, env: dict[str, str], cwd: Path | None) -> None:
+    """The body of a forked process: `main(argv)` with `env` added, its output to `log`, its exit code."""
+    code = 1
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)
+        os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        from accelerate.state import AcceleratorState
+
+        from arbiscale.cli.main import main
+
+        AcceleratorState._reset_state(reset_partial_state=True)  # the parent's single-process state
+        code = main(argv)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def fork_main(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> multiprocessing.Process:
+    """`arbiscale ARGV` started as a separate process, forked from this one, which has torch, diffusers and
+    accelerate imported already: a real process (it can be killed, it exits with main's code) without a
+    fresh interpreter's import time (about 8 s here, more on a busy machine)."""
+    process = multiprocessing.get_context("fork").Process(target=run_main_in_child, args=([str(arg) for arg in argv], log, env or {}, cwd))
+    process.start()
+    return process
+
+
+@pytest.fixture
+def run_ranks(tmp_path: Path) -> Callable[..., list[RankOutcome]]:
+    """`run_ranks(*argv, processes=2, cwd=None)`: `arbiscale ARGV` as that many forked processes joined by gloo
+    on this machine, with the environment `accelerate launch --multi_gpu --num_processes N` gives each, on
+    the CPU (ACCELERATE_USE_CPU=1; tests/cli/test_processes.py runs `accelerate launch` itself); each process's
+    outcome, after asserting that all exited 0 (unless `check=False`)."""
+    launches = iter(range(1000))
+
+    def run(*argv: object, processes: int = 2, cwd: Path | None = None, check: bool = True) -> list[RankOutcome]:
+        launch, port = next(launches), free_port()
+        logs = [tmp_path / f".rank-{launch}-{rank}.log" for rank in range(processes)]
+        common = {"WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        common.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", ACCELERATE_USE_CPU="1")
+        children = [fork_main(list(argv), log, {**common, "RANK": str(rank), "LOCAL_RANK": str(rank)}, cwd) for rank, log in enumerate(logs)]
+        for child in children:
+            child.join(timeout=600)
+            if child.exitcode is None:
+                child.kill()
+        outcomes = [RankOutcome(-9 if child.exitcode is None else child.exitcode, log.read_text()) for child, log in zip(children, logs)]
+        assert not check or all(outcome.code == 0 for outcome in outcomes), "\n".join(f"rank {rank}, exit {o.code}:\n{o.output[-3000:]}" for rank, o in enumerate(outcomes))
+        return outcomes
+
+    return run
+
+
+@pytest.fixture
+def forked_main(tmp_path: Path) -> Callable[..., multiprocessing.Process]:
+    """`forked_main(*argv)`: `arbiscale ARGV` as one separate process (`fork_main`), output to a log beside the test's files."""
+    launches = iter(range(1000))
+
+    def start(*argv: object, log: Path | None = None) -> multiprocessing.Process:
+        return fork_main(list(argv), log or tmp_path / f".forked-{next(launches)}.log")
+
+    return start

@@ -1,5 +1,7 @@
 """`accelerate launch --num_processes 2 ... upscale|generate`: two CPU processes (gloo) split the work
-and write the same files, byte for byte, as one process; a rerun with --skip-existing adds nothing."""
+and write the same files, byte for byte, as one process; a rerun with --skip-existing adds nothing.
+`accelerate launch` itself runs once (README's command); the other runs are forked processes given the
+same environment (`run_ranks`), which spares a fresh interpreter's imports per process."""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def files_of(folder) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
 
 
-def test_two_processes_write_the_files_of_one(tmp_path, tiny_models):
+def test_two_processes_write_the_files_of_one(tmp_path, tiny_models, run_ranks):
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
     for k, (name, size) in enumerate([("a.png", (12, 16)), ("b.png", (16, 12)), ("sub/c.png", (10, 10)), ("d.png", (8, 14)), ("e.png", (9, 9))]):
@@ -57,11 +59,11 @@ def test_two_processes_write_the_files_of_one(tmp_path, tiny_models):
     generate = ["generate", "--size", "16x12", "--size", "8x8", "--num", "5", "--batch-size", "2", "--model", str(tiny_models / "gen"), "--steps", "2", "--no-progress"]
     assert main([*upscale, "-o", str(tmp_path / "one")]) == 0 and main([*generate, "-o", str(tmp_path / "gen-one")]) == 0
     launch_two(tmp_path, *upscale, "-o", str(tmp_path / "two"))
-    launch_two(tmp_path, *generate, "-o", str(tmp_path / "gen-two"))
+    run_ranks(*generate, "-o", tmp_path / "gen-two", cwd=tmp_path)
     one, two = files_of(tmp_path / "one"), files_of(tmp_path / "two")
     assert len(one) == 10 and one == two
     assert len(files_of(tmp_path / "gen-one")) == 10 and files_of(tmp_path / "gen-one") == files_of(tmp_path / "gen-two")
 
     (tmp_path / "two" / "d_x2.5_seed1.png").unlink()  # an interrupted run: one output missing
-    rerun = launch_two(tmp_path, *upscale, "-o", str(tmp_path / "two"), "--skip-existing")
-    assert files_of(tmp_path / "two") == one and rerun.stdout.count("kept the existing") == 4
+    rerun = run_ranks(*upscale, "-o", tmp_path / "two", "--skip-existing", cwd=tmp_path)
+    assert files_of(tmp_path / "two") == one and sum(rank.output.count("kept the existing") for rank in rerun) == 4

@@ -1,9 +1,5 @@
 import json
 import math
-import os
-import shutil
-import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -300,13 +296,7 @@ def test_user_errors_are_one_line(tmp_path, eval_photos, tiny_models, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_two_processes_gather_the_same_report(tmp_path, eval_photos):
+def test_two_processes_gather_the_same_report(tmp_path, eval_photos, run_ranks):
     argv = [
         "eval",
         "sr",
@@ -325,32 +315,7 @@ def test_two_processes_gather_the_same_report(tmp_path, eval_photos):
         *QUIET,
     ]
     assert main([*argv, "--out", str(tmp_path / "one")]) == 0
-    launcher = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    # accelerate's --cpu launcher starts one process (without an MPI hostfile); the torchrun launcher
-    # with no visible GPU starts two CPU processes joined by gloo.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [
-        launcher,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-        "-m",
-        "arbiscale.cli.main",
-        *argv,
-        "--out",
-        str(tmp_path / "two"),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_ranks(*argv, "--out", tmp_path / "two", cwd=tmp_path)
     one, two = results_of(tmp_path / "one"), results_of(tmp_path / "two")
     assert one["processes"] == 1 and two["processes"] == 2
     assert without_run_details(one) == without_run_details(two)

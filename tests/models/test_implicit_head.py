@@ -62,12 +62,18 @@ def test_chunked_equals_unchunked(feature_unfold):
     assert torch.allclose(whole, chunked, atol=1e-6)
 
 
+HEADS = [("outputs", False, True), ("outputs", True, True), ("first-layer", False, True), ("first-layer", True, False)]
+
+
 @pytest.mark.parametrize("chunk_size", [None, 37, 4])
-@pytest.mark.parametrize("feature_unfold", [False, True])
-def test_render_into_a_view_equals_forward_on_the_whole_grid(feature_unfold, chunk_size):
-    """Bands of whole rows (37 queries: 3 rows of 11) and pieces of a row (4 queries) alike."""
+@pytest.mark.parametrize(("blend", "feature_unfold", "local_ensemble"), HEADS)
+def test_render_into_a_view_equals_forward_on_the_whole_grid(blend, feature_unfold, local_ensemble, chunk_size):
+    """Bands of whole rows (37 queries: 3 rows of 11) and pieces of a row (4 queries) alike; the
+    first-layer blend renders a grid by its separable form, which must equal its per-query form."""
     torch.manual_seed(0)
-    head = ImplicitHead(6, hidden_channels=(32, 32), feature_unfold=feature_unfold)
+    head = ImplicitHead(6, hidden_channels=(32, 32), feature_unfold=feature_unfold, local_ensemble=local_ensemble, blend=blend)
+    if blend == "first-layer":
+        torch.nn.init.normal_(head.phase_proj.weight)
     features = torch.randn(2, 6, 7, 4)
     size = (23, 11)
     out = torch.full((2, 3, 30, 20), float("nan"))
@@ -80,9 +86,23 @@ def test_render_into_a_view_equals_forward_on_the_whole_grid(feature_unfold, chu
     assert out.isnan().all()
 
 
-def test_render_of_an_empty_grid_writes_nothing():
+@pytest.mark.parametrize("blend", ["outputs", "first-layer"])
+def test_a_window_of_the_grid_renders_as_in_the_whole_grid(blend):
+    """Tiled decoding renders windows (`ys`, `xs` spans) of the output grid: the same values."""
+    head = random_first_layer_head() if blend == "first-layer" else ImplicitHead(6, hidden_channels=(32, 32))
+    features = torch.randn(1, 6, 5, 4)
+    size = (19, 13)
+    ys, xs = pixel_centres(size[0]), pixel_centres(size[1])
+    with torch.no_grad():
+        whole = head.render_image(features, size)
+        window = head.render(features, ys[4:15], xs[7:], cell_size(size), torch.empty(1, 3, 11, 6), chunk_size=5)
+    assert torch.allclose(window, whole[:, :, 4:15, 7:], atol=1e-6)
+
+
+@pytest.mark.parametrize("blend", ["outputs", "first-layer"])
+def test_render_of_an_empty_grid_writes_nothing(blend):
     """A decoding tile whose core holds no pixel centre (outputs smaller than the latent) renders nothing."""
-    head = ImplicitHead(6, hidden_channels=(8,))
+    head = ImplicitHead(6, hidden_channels=(8,), blend=blend)
     with torch.no_grad():
         for ys, xs in ((torch.empty(0), pixel_centres(5)), (pixel_centres(5), torch.empty(0))):
             out = torch.zeros(1, 3, len(ys), len(xs))

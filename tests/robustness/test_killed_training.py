@@ -1,14 +1,13 @@
 """A real `arbiscale train` process killed with SIGKILL mid-run resumes from its last checkpoint to the same final
 step, with a loss history identical to a run that was never interrupted; a damaged newest checkpoint is
-detected and the previous one used."""
+detected and the previous one used. The killed process is forked from the test's (`forked_main`): a real
+process without a fresh interpreter's imports."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -49,41 +48,25 @@ def train_argv(photo_dir: Path, run_dir: Path, steps: int, *extra: str) -> list[
     ]
 
 
-def train_command(photo_dir: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
-    """The same training as a separate process, which can be killed like a real run."""
-    return [sys.executable, "-m", "arbiscale.cli.main", *train_argv(photo_dir, run_dir, steps, *extra)]
-
-
-def environment(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-
-
-def run_to_end(command: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stderr
-
-
-def kill_after_a_checkpoint(command: list[str], run_dir: Path, env: dict[str, str]) -> int:
-    """Start training, SIGKILL it as soon as a checkpoint at step >= KILL_AFTER is published; its step."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def kill_after_a_checkpoint(process, run_dir: Path) -> int:
+    """SIGKILL the training `process` as soon as a checkpoint at step >= KILL_AFTER is published; its step."""
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             published = list_checkpoints(run_dir)
             if published and checkpoint_step(published[-1]) >= KILL_AFTER:
                 break
-            assert process.poll() is None, f"training ended before it could be killed:\n{process.stderr.read()[-3000:]}"
+            assert process.is_alive(), "training ended before it could be killed"
             time.sleep(0.01)
         else:
             raise AssertionError("no checkpoint appeared in time")
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
+        process.kill()
+        process.join(timeout=60)
+        assert process.exitcode == -signal.SIGKILL
     finally:
-        if process.poll() is None:
+        if process.is_alive():
             process.kill()
-            process.wait()
-        process.stderr.close()
+            process.join()
     return checkpoint_step(list_checkpoints(run_dir)[-1])
 
 
@@ -95,21 +78,20 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_component(ImplicitAutoencoder, model_dir).state_dict()
 
 
-def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_back(tmp_path, photo_dir, cli):
-    env = environment(tmp_path)
+def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_back(tmp_path, photo_dir, cli, forked_main):
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
-    assert cli(*train_argv(photo_dir, reference_dir, STEPS)).code == 0  # never interrupted (in this process: faster)
+    assert cli(*train_argv(photo_dir, reference_dir, STEPS)).code == 0  # never interrupted
     reference = metrics(reference_dir)
 
-    killed_at = kill_after_a_checkpoint(train_command(photo_dir, run_dir, STEPS), run_dir, env)
+    killed_at = kill_after_a_checkpoint(forked_main(*train_argv(photo_dir, run_dir, STEPS)), run_dir)
     assert KILL_AFTER <= killed_at < STEPS
     assert not (run_dir / "model").exists()
     # lines up to the checkpoint are whole (a step is logged before it is checkpointed); a later one may be cut
     logged = (run_dir / "metrics.jsonl").read_text().splitlines()[:killed_at]
     assert [json.loads(line)["step"] for line in logged] == list(range(1, killed_at + 1))
 
-    stderr = run_to_end(train_command(photo_dir, run_dir, STEPS, "--resume"), env)
-    assert f"(step {killed_at})" in stderr and "warning" not in stderr
+    outcome = cli(*train_argv(photo_dir, run_dir, STEPS, "--resume"))
+    assert outcome.code == 0 and f"(step {killed_at})" in outcome.err and "warning" not in outcome.err
     history = metrics(run_dir)
     assert [line["step"] for line in history] == list(range(1, STEPS + 1))  # increasing, no step twice, ends at STEPS
     for line, expected in zip(history, reference):
@@ -141,31 +123,30 @@ def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_ba
 
 
 @pytest.mark.skipif(os.environ.get("ARBISCALE_STRESS") != "1", reason="about 2 minutes: run with ARBISCALE_STRESS=1")
-def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finish(tmp_path, photo_dir, cli):
+def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finish(tmp_path, photo_dir, cli, forked_main):
     """SIGKILL 20 times, each at a random moment of a resumed run (start-up, a step, a checkpoint write: with a
     checkpoint every step most kills land in or near one); the run still resumes to the same final step with
     the loss history and weights of a run that was never interrupted."""
     import random
 
-    env = environment(tmp_path)
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     steps = 300
     assert cli(*train_argv(photo_dir, reference_dir, steps, "--checkpoint-every", "1")).code == 0
     chance = random.Random(0)
     during_a_write = 0
     for attempt in range(20):
-        process = subprocess.Popen(train_command(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(chance.uniform(2.5, 5.0))  # start-up takes about 2-3 s, a step and its checkpoint about 0.1 s
+        process = forked_main(*train_argv(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"))
+        time.sleep(chance.uniform(0.2, 2.5))  # a forked start-up takes a fraction of a second, a step and its checkpoint about 0.1 s
         if attempt % 2:  # every other kill waits for a checkpoint being assembled and strikes then
             deadline = time.monotonic() + 5
-            while not list(run_dir.glob("checkpoints/.tmp-*")) and time.monotonic() < deadline and process.poll() is None:
+            while not list(run_dir.glob("checkpoints/.tmp-*")) and time.monotonic() < deadline and process.is_alive():
                 time.sleep(0.0005)
         during_a_write += bool(list(run_dir.glob("checkpoints/.tmp-*")))
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    stderr = run_to_end(train_command(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"), env)
+        process.kill()
+        process.join(timeout=60)
+    outcome = cli(*train_argv(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"))
     history, reference = metrics(run_dir), metrics(reference_dir)
-    assert [line["step"] for line in history] == list(range(1, steps + 1)), stderr
+    assert outcome.code == 0 and [line["step"] for line in history] == list(range(1, steps + 1)), outcome.err
     for line, expected in zip(history, reference):
         assert line["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7), line["step"]
     resumed, uninterrupted = weights(run_dir / "model"), weights(reference_dir / "model")

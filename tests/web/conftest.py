@@ -1,4 +1,5 @@
-"""The web app in its own process on the loopback address, with the tiny random models."""
+"""The web app in its own process on the loopback address, with the tiny random models: one app per
+pytest process (each xdist worker) for all the web tests it runs."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tiny_models, tmp_path_factory):
-    """The running app (`Server`), started once per test module and stopped after it."""
+    """The running app (`Server`), started once (it takes seconds: a fresh interpreter importing gradio) and
+    stopped after the last test."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -153,17 +153,24 @@ class ImplicitHead(nn.Module):
         return torch.cat(pieces, dim=1)
 
     @staticmethod
+    def axis_phase(scaled: torch.Tensor) -> torch.Tensor:
+        """(...) coordinates along one axis times its grid size -> (..., 2 * PHASE_HARMONICS): sin, then
+        cos, of pi * k * that for k = 1.. (coord * size = 2 * position - size, so pi * k * that is
+        2 pi k position up to a constant phase)."""
+        angles = torch.stack([scaled * (torch.pi * k) for k in range(1, PHASE_HARMONICS + 1)], dim=-1)
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+    @staticmethod
     def phase_features(scaled_coord: torch.Tensor) -> torch.Tensor:
-        """(B, Q, 2) coordinates times the grid size -> (B*Q, 4 * PHASE_HARMONICS) sin/cos of the
-        position in cells: coord * size = 2 * position - size, so pi * k * that is 2 pi k position
-        up to a constant phase."""
-        angles = torch.cat([scaled_coord * (torch.pi * k) for k in range(1, PHASE_HARMONICS + 1)], dim=-1)
-        return torch.cat([angles.sin(), angles.cos()], dim=-1).reshape(-1, 4 * PHASE_HARMONICS)
+        """(B, Q, 2) coordinates times the grid size -> (B*Q, 4 * PHASE_HARMONICS): both axes' phase
+        features interleaved (y, x, y, x, ...), so `phase_proj`'s even inputs are y's, its odd ones x's."""
+        per_axis = [ImplicitHead.axis_phase(scaled_coord[..., axis]) for axis in (0, 1)]
+        return torch.stack(per_axis, dim=-1).reshape(-1, 4 * PHASE_HARMONICS)
 
     def queries_per_step(self, batch: int, num_queries: int, chunk_size: int | None, device: torch.device) -> int:
         """Queries per MLP step: `chunk_size` (all when None), capped on the CPU at CACHE_ROWS gathered
         neighbour rows (measured: the first-layer blend at 16384 queries a step ran at 0.20-0.26 MP/s,
-        at 4096 at 0.45, benchmarks/decoder_throughput.py)."""
+        at 4096 at 0.45; its separable grid render at 0.50 and 0.70, benchmarks/decoder_throughput.py)."""
         step = num_queries if chunk_size is None else chunk_size
         if device.type == "cpu":
             # Both blends gather the K neighbours' first-layer rows; what must stay in cache is those.
@@ -179,19 +186,30 @@ class ImplicitHead(nn.Module):
         coordinate, value or transposed tensor ever exists: beyond `out`, memory is bounded by the
         step (`queries_per_step`), whatever the output size. Values are `forward`'s on the whole grid
         (up to float rounding where the steps split the queries differently).
+
+        With the "first-layer" blend every term of the blended first layer is separable on a grid
+        (bilinear weights, the geometry and phase terms per axis), so a band is blended from the
+        feature rows once, then along its columns: no per-query gather of four neighbours.
         """
         batch, height, width = features.shape[0], len(ys), len(xs)
         projected = self.project_features(features)
+        separable = self.phase_proj is not None
         step = self.queries_per_step(batch, height * width, chunk_size, ys.device)
         band_rows, band_cols = max(1, step // max(width, 1)), max(1, min(step, width))
         cell = cell.to(ys.dtype).reshape(1, 1, 2)
+        if separable:
+            bands = SeparableFirstLayer(self, projected, features.shape[-2:], ys, xs, cell.view(2))
         for top in range(0, height, band_rows):
             rows = ys[top : top + band_rows]
+            band = bands.rows(top, len(rows)) if separable else None
             for left in range(0, width, band_cols):
                 cols = xs[left : left + band_cols]
-                coord = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(1, -1, 2).expand(batch, -1, -1)
-                values = self.query(projected, features.shape[-2:], coord, cell.expand(batch, coord.shape[1], 2))
-                out[:, :, top : top + len(rows), left : left + len(cols)] = values.transpose(1, 2).unflatten(2, (len(rows), len(cols)))
+                if separable:
+                    values = self.mlp(bands.columns(band, left, len(cols)))
+                else:
+                    coord = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(1, -1, 2).expand(batch, -1, -1)
+                    values = self.query(projected, features.shape[-2:], coord, cell.expand(batch, coord.shape[1], 2))
+                out[:, :, top : top + len(rows), left : left + len(cols)] = values.view(batch, -1, values.shape[-1]).transpose(1, 2).unflatten(2, (len(rows), len(cols)))
         return out
 
     def render_image(self, features: torch.Tensor, size: tuple[int, int], chunk_size: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -200,3 +218,52 @@ class ImplicitHead(nn.Module):
             out = torch.empty((features.shape[0], self.mlp[-1].out_features, *size), device=features.device, dtype=torch.float32)
         ys, xs = (pixel_centres(length, features.device) for length in size)
         return self.render(features, ys, xs, cell_size(size, features.device), out, chunk_size)
+
+
+class SeparableFirstLayer:
+    """The "first-layer" blend's pre-activations on a grid ys x xs, a band at a time: `query`'s terms
+    regrouped by axis (bilinear weights, the geometry and phase terms are each a sum of a row part
+    and a column part). `rows` blends the feature rows of a band of output rows, `columns` a run of
+    that band's columns, giving the MLP's input rows (B * rows * cols, hidden) in float32. Each part
+    is made for its band or run alone, so memory stays bounded by the step, whatever the grid."""
+
+    def __init__(self, head: ImplicitHead, projected: torch.Tensor, feature_size: tuple[int, int], ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor) -> None:
+        self.head, self.size, self.ys, self.xs = head, feature_size, ys, xs
+        self.grid = projected.view(projected.shape[0], *feature_size, -1)
+        with torch.autocast(ys.device.type, enabled=False):
+            geometry, phase = head.geometry_proj.weight.to(ys.dtype), head.phase_proj.weight.to(ys.dtype)
+            # phase_features interleaves the axes: phase_proj's even inputs are y's, its odd ones x's
+            self.axis_weights = [(geometry[:, 0], phase[:, 0::2]), (geometry[:, 1], phase[:, 1::2])]
+            self.cell_term = (cell * cell.new_tensor(feature_size)) @ geometry[:, 2:].t() if head.cell_decode else 0
+
+    def axis_part(self, axis: int, coords: torch.Tensor) -> tuple[tuple[list[torch.Tensor], list[torch.Tensor]], torch.Tensor]:
+        """The cells and blend weights of `coords` along `axis`, and their geometry + phase term (N, hidden)."""
+        length = self.size[axis]
+        scaled = coords * length
+        offset_weight, phase_weight = self.axis_weights[axis]
+        term = scaled[:, None] * offset_weight + self.head.axis_phase(scaled) @ phase_weight.t()
+        return axis_neighbours(coords, length, self.head.local_ensemble), term
+
+    def rows(self, top: int, length: int) -> torch.Tensor:
+        """(B, length, w, hidden): the feature rows blended for output rows top.., with the row terms."""
+        with torch.autocast(self.grid.device.type, enabled=False):
+            neighbours, term = self.axis_part(0, self.ys[top : top + length])
+            return blend_along(self.grid, 1, neighbours).add_((term + self.cell_term)[:, None])
+
+    def columns(self, band: torch.Tensor, left: int, length: int) -> torch.Tensor:
+        """(B * rows * length, hidden): a `rows` band blended for output columns left.., with the column terms."""
+        with torch.autocast(band.device.type, enabled=False):
+            neighbours, term = self.axis_part(1, self.xs[left : left + length])
+            state = blend_along(band, 2, neighbours).add_(term)
+        return state.view(-1, state.shape[-1])
+
+
+def blend_along(source: torch.Tensor, dim: int, neighbours: tuple[list[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
+    """Sum over neighbours of source's slices at their indices along `dim` times their weights."""
+    shape = [1] * source.dim()
+    shape[dim] = -1
+    blended = None
+    for index, weight in zip(*neighbours):
+        term = source.index_select(dim, index) * weight.view(shape)
+        blended = term if blended is None else blended.add_(term)
+    return blended

@@ -135,6 +135,12 @@ def fork_main(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd
     return process
 
 
+@pytest.fixture(scope="session")
+def fork_process() -> Callable[..., multiprocessing.Process]:
+    """`fork_main` itself, for fixtures of any scope."""
+    return fork_main
+
+
 @pytest.fixture
 def run_ranks(tmp_path: Path) -> Callable[..., list[RankOutcome]]:
     """`run_ranks(*argv, processes=2, cwd=None)`: `arbiscale ARGV` as that many forked processes joined by gloo

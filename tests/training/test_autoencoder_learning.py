@@ -1,9 +1,9 @@
 """Learning test: the encoder + implicit decoder overfit one real photo crop through the real training loop.
 
-Measured on CPU, one thread, 400 steps (about 10-15 s alone, 45 s on a busy machine): four runs (seeds
-0, 1, 2 and seed 0 again) reached 30.1-30.7 dB at 1x (48x48) and 33.3-34.3 dB at 2.5x of the 12x12 latent
-(30x30); bicubic upsampling of the 12x12 image scores 26.5 and 28.0 dB. The thresholds keep about 1.5 dB
-of margin below the worst run, for the PSNRs and for the margins over bicubic alike.
+Measured on CPU, one thread, 200 steps (about 30 s beside another job): three runs (seeds 0, 1, 2) reached
+27.8-28.5 dB at 1x (48x48) and 29.6-30.8 dB at 2.5x of the 12x12 latent (30x30); bicubic upsampling of
+the 12x12 image scores 26.5 and 28.0 dB (400 steps reached 30.1-30.7 and 33.3-34.3 dB). The thresholds
+keep about 0.6-0.7 dB of margin below the worst run, for the PSNRs and for the margins over bicubic alike.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def test_autoencoder_overfits_a_photo_crop_and_beats_bicubic_at_1x_and_2_5x(tmp_
     dataset = ArbitraryScaleCrops([photo], latent_size, 4, num_queries=576, length=64, augment="none")
     task = AutoencoderTask(autoencoder, dataset, validation_crops([photo], latent_size, 4, count=1))
     assert task.validation_scale == 2.5
-    settings = TrainSettings(out_dir=tmp_path / "run", steps=400, batch_size=4, lr=2e-3, log_every=50, validate_every=400, checkpoint_every=400)
+    settings = TrainSettings(out_dir=tmp_path / "run", steps=200, batch_size=4, lr=2e-3, log_every=50, validate_every=200, checkpoint_every=200)
     model = load_component(ImplicitAutoencoder, train(task, settings))
 
     crop = task.validation_images
@@ -51,10 +51,10 @@ def test_autoencoder_overfits_a_photo_crop_and_beats_bicubic_at_1x_and_2_5x(tmp_
             bicubic = F.interpolate(low, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
             scores[size] = (psnr(model.decode(latent, size), reference).item(), psnr(bicubic, reference).item())
     (ours_1x, bicubic_1x), (ours_25, bicubic_25) = scores[(48, 48)], scores[(30, 30)]
-    assert ours_1x > 28.5, scores
-    assert ours_25 > 31.5, scores
-    assert ours_1x - bicubic_1x > 2.0, scores
-    assert ours_25 - bicubic_25 > 3.5, scores
+    assert ours_1x > 27.1, scores
+    assert ours_25 > 29.0, scores
+    assert ours_1x - bicubic_1x > 0.6, scores
+    assert ours_25 - bicubic_25 > 1.0, scores
 
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["val_psnr"] == pytest.approx(ours_1x, abs=1e-3)

@@ -1,9 +1,10 @@
 """The LIIF baseline's training stage: its items, a learning test through the real loop, the CLI and resume.
 
-Learning test, measured on CPU, one thread, 1000 steps (about 6 s alone): three runs (seeds 0, 1, 2) on a
-48x48 crop of the astronaut's flag (white stars on blue) reached 30.0-30.5 dB at 4x (12x12 -> 48x48) and
-33.1-33.9 dB at 3x (16x16 -> 48x48), 3.1-3.6 and 2.1-2.9 dB over bicubic (`data.images.resize`: 26.9
-and 31.0 dB). The thresholds keep 0.6-1 dB of margin below the worst run, for the PSNRs and the margins.
+Learning test, measured on CPU, one thread, 500 steps (about 11 s beside another job): three runs (seeds 0,
+1, 2) on a 48x48 crop of the astronaut's flag (white stars on blue) reached 28.6-29.3 dB at 4x (12x12 ->
+48x48) and 32.4-32.9 dB at 3x (16x16 -> 48x48), 1.7-2.4 and 1.5-1.9 dB over bicubic (`data.images.resize`:
+26.9 and 31.0 dB; 1000 steps reached 30.0-30.5 and 33.1-33.9 dB). The thresholds keep 0.6 dB of margin
+below the worst run, for the PSNRs and the margins.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_liif_overfits_a_photo_crop_and_beats_bicubic_at_4x_and_3x(tmp_path, rea
     liif = LIIF(**get_preset("tiny").liif)
     dataset = DownscaledWindows([photo], (12, 12), length=64)
     task = LIIFTask(liif, dataset, validation_references([photo], (12, 12)))
-    settings = TrainSettings(out_dir=tmp_path / "run", steps=1000, batch_size=4, lr=2e-3, log_every=100, validate_every=1000, checkpoint_every=1000)
+    settings = TrainSettings(out_dir=tmp_path / "run", steps=500, batch_size=4, lr=2e-3, log_every=100, validate_every=500, checkpoint_every=500)
     model = load_component(LIIF, train(task, settings))
 
     hr = uint8_to_float(torch.from_numpy(real_photos["astronaut"][:48, :48]).permute(2, 0, 1))[None]
@@ -64,8 +65,8 @@ def test_liif_overfits_a_photo_crop_and_beats_bicubic_at_4x_and_3x(tmp_path, rea
             low = resize(hr, (48 // scale, 48 // scale))
             scores[scale] = (psnr(model.upscale(low, (48, 48)), hr).item(), psnr(resize(low, (48, 48)), hr).item())
     (ours_4, bicubic_4), (ours_3, bicubic_3) = scores[4], scores[3]
-    assert ours_4 > 29.0 and ours_4 - bicubic_4 > 2.5, scores
-    assert ours_3 > 32.5 and ours_3 - bicubic_3 > 1.5, scores
+    assert ours_4 > 28.0 and ours_4 - bicubic_4 > 1.1, scores
+    assert ours_3 > 31.8 and ours_3 - bicubic_3 > 0.85, scores
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["val_psnr_4x"] == pytest.approx(ours_4, abs=1e-3)
 

@@ -3,10 +3,7 @@ pytest process (each xdist worker) for all the web tests it runs."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -34,30 +31,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(tiny_models, tmp_path_factory):
-    """The running app (`Server`), started once (it takes seconds: a fresh interpreter importing gradio) and
-    stopped after the last test."""
+def server(tiny_models, tmp_path_factory, fork_process):
+    """The running app (`Server`), started once (a process forked from this one: no fresh interpreter's imports)
+    and killed after the last test."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "arbiscale.cli.main",
-        "serve",
-        "--model",
-        str(tiny_models / "sr"),
-        "--gen-model",
-        str(tiny_models / "gen"),
-        "--port",
-        str(port),
-        "--max-side",
-        "512",
-        "--device",
-        "cpu",
-    ]
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    argv = ["serve", "--model", tiny_models / "sr", "--gen-model", tiny_models / "gen", "--port", port, "--max-side", 512, "--device", "cpu"]
+    process = fork_process(argv, log)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + START_S
     while True:
@@ -65,10 +45,10 @@ def server(tiny_models, tmp_path_factory):
             urllib.request.urlopen(url, timeout=2)
             break
         except OSError:
-            if process.poll() is not None or time.time() > deadline:
+            if not process.is_alive() or time.time() > deadline:
                 process.kill()
                 pytest.fail(f"the app did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+            time.sleep(0.2)
     yield Server(url, process.pid)
-    process.terminate()
-    process.wait(timeout=30)
+    process.kill()  # nothing to save; a graceful stop of the app takes seconds
+    process.join(timeout=30)

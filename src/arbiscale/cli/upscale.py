@@ -133,6 +133,12 @@ def with_alpha(image: Image.Image, alpha: Image.Image | None, suffix: str) -> Im
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.scale is None) == (args.size is None):
+        raise UserError("give exactly one of -s/--scale or --size")
+    scale = positive_float(args.scale, "--scale") if args.scale is not None else None
+    if scale is not None and scale < 1:
+        raise UserError(f"--scale {args.scale} is below 1: this command makes images larger; shrink with an image tool (e.g. Pillow's resize)")
+    # The commonest mistakes are answered above in a fraction of a second, before torch is imported.
     import torch
     from tqdm.auto import tqdm
 
@@ -145,11 +151,6 @@ def run(args: argparse.Namespace) -> int:
     from ..precision import autocast
     from ..sampling.sizes import output_size
 
-    if (args.scale is None) == (args.size is None):
-        raise UserError("give exactly one of -s/--scale or --size")
-    scale = positive_float(args.scale, "--scale") if args.scale is not None else None
-    if scale is not None and scale < 1:
-        raise UserError(f"--scale {args.scale} is below 1: this command makes images larger; shrink with an image tool (e.g. Pillow's resize)")
     size = size_option(args.size, "--size") if args.size is not None else None
     limit = max_side(args)
     if size is not None:

@@ -105,28 +105,12 @@ def test_cli_trains_resumes_and_the_model_upscales_and_evaluates(tmp_path, photo
     assert main([*upscale, "-o", str(tmp_path / "c"), "--tile", "8"]) == 2
     assert "is an IDM-style model" in capsys.readouterr().err
 
-    report = tmp_path / "report"
+    report, small = tmp_path / "report", tmp_path / "small"
+    small.mkdir()
+    Image.open(photo_dir / "coffee.png").crop((0, 0, 64, 48)).save(small / "coffee.png")  # the UNet runs at output size
     assert (
         main(
-            [
-                "eval",
-                "sr",
-                "--model",
-                model,
-                "--data",
-                str(photo_dir),
-                "--scales",
-                "2,3",
-                "--max-images",
-                "1",
-                "--steps",
-                "2",
-                "--samples",
-                "2",
-                "--no-progress",
-                "--out",
-                str(report),
-            ]
+            ["eval", "sr", "--model", model, "--data", str(small), "--scales", "2,3", "--max-images", "1", "--steps", "2", "--samples", "2", "--no-progress", "--out", str(report)]
         )
         == 0
     )

@@ -18,7 +18,7 @@ from arbiscale.models.autoencoder import ImplicitAutoencoder
 from arbiscale.models.loading import load_component
 from arbiscale.training.checkpoints import checkpoint_step, list_checkpoints
 
-STEPS = 100
+STEPS = 50
 KILL_AFTER = STEPS // 4  # kill once a checkpoint at least this far exists, with most of the run still to go
 
 

@@ -64,7 +64,7 @@ def test_autoencoder_overfits_a_photo_crop_and_beats_bicubic_at_1x_and_2_5x(tmp_
 @pytest.mark.slow
 def test_decoder_alone_learns_the_photo_crop_through_a_frozen_random_encoder(tmp_path, real_photos):
     """The first-layer-blend head, trained with the encoder frozen (`train decoder`). Measured: from
-    10.8 dB to 28.0 dB in 150 steps (the outputs-blend head: 27.4 dB); the encoder stays as it was."""
+    10.8 dB to 26.5 dB in 100 steps (150 steps: 28.0 dB; the outputs-blend head: 27.4 dB); the encoder stays as it was."""
     photo = tmp_path / "eye.png"
     Image.fromarray(real_photos["chelsea"][80:128, 140:188]).save(photo)
     set_seed(0)
@@ -72,7 +72,7 @@ def test_decoder_alone_learns_the_photo_crop_through_a_frozen_random_encoder(tmp
     encoder = {key: value.clone() for key, value in autoencoder.encoder.state_dict().items()}
     dataset = ArbitraryScaleCrops([photo], (12, 12), 4, num_queries=576, length=64, augment="none")
     task = AutoencoderTask(autoencoder, dataset, validation_crops([photo], (12, 12), 4, count=1), train_encoder=False)
-    settings = TrainSettings(out_dir=tmp_path / "run", steps=150, batch_size=4, lr=2e-3, log_every=50, validate_every=150, checkpoint_every=150)
+    settings = TrainSettings(out_dir=tmp_path / "run", steps=100, batch_size=4, lr=2e-3, log_every=50, validate_every=100, checkpoint_every=100)
     model = load_component(ImplicitAutoencoder, train(task, settings))
     crop = task.validation_images
     with torch.no_grad():

@@ -145,8 +145,9 @@ def test_residual_v_objective_learns_and_its_one_step_estimate_improves(photo_di
     denoiser.set_residual_scale(residual_scale_of(autoencoder, dataset, denoiser.config.latent_scale, num_items=32))
     ldm = LatentDiffusionTask(denoiser, autoencoder, make_scheduler("ddpm", **OBJECTIVES[objective]), dataset, validation, pool_size=64)
     before = ldm.validate(denoiser)["val_clean_mse"]
-    train(ldm, TrainSettings(out_dir=tmp_path / "run", steps=150, batch_size=8, lr=1e-3, validate_every=150, checkpoint_every=150))
+    train(ldm, TrainSettings(out_dir=tmp_path / "run", steps=100, batch_size=8, lr=1e-3, validate_every=100, checkpoint_every=100))
     after = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["val_clean_mse"]
     assert (tmp_path / "run" / "encoded_crops.safetensors").is_file()
-    # Measured on CPU: epsilon 48.2 -> 1.63 (its t = T estimate divides by a tiny sqrt(alpha)); v-zero-snr 0.118 -> 0.100
+    # Measured on CPU: epsilon 48.2 -> 2.49 (its t = T estimate divides by a tiny sqrt(alpha)); v-zero-snr 0.118 -> 0.0997
+    # (150 steps: 1.63 and 0.100; 75 steps: 3.71 and 0.102)
     assert after < 0.9 * before, (before, after)

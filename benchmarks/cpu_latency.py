@@ -23,9 +23,8 @@ from skimage import data
 
 import arbiscale.pipelines.upscale as upscale_module
 from arbiscale.data.images import resize
-from arbiscale.evaluation.report import write_text
 from arbiscale.pipelines import UpscalePipeline
-from decoder_throughput import cpu_name  # benchmarks/, the script's folder
+from common import cpu_name, publish  # benchmarks/, the script's folder
 
 CASES = {"128x128 at 4x": (128, 4.0), "32x32 at 100x": (32, 100.0)}
 STAGES = ("encode", "unet", "render", "consistency")
@@ -127,10 +126,7 @@ def main() -> None:
                 + " | ".join(f"{stages[stage]:.2f}" for stage in STAGES)
                 + f" | {first / total:.2f}x |"
             )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.output:
-        write_text(Path(args.output), table, overwrite=True)
+    publish("\n".join(lines) + "\n", args.output)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ import torch
 
 from arbiscale.data.eval_sets import load_hr, make_pair, open_eval_set
 from arbiscale.data.images import resize
-from arbiscale.evaluation.report import write_text
 from arbiscale.metrics import metric_settings
 from arbiscale.models import ImplicitAutoencoder, load_component
+from common import publish  # benchmarks/, the script's folder
 
 
 def load_autoencoder(folder: Path) -> ImplicitAutoencoder:
@@ -68,10 +68,7 @@ def main() -> None:
     ]
     for name, values in scores.items():
         lines.append(f"| {name} | {statistics.mean(values):.2f} | {' '.join(f'{v:.2f}' for v in values)} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.output:
-        write_text(Path(args.output), table, overwrite=True)
+    publish("\n".join(lines) + "\n", args.output)
 
 
 if __name__ == "__main__":

@@ -20,21 +20,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arbiscale.evaluation.report import write_text
 from arbiscale.geometry import cell_size, coord_grid
 from arbiscale.models import ImplicitAutoencoder, ImplicitHead
 from arbiscale.models.autoencoder import with_head_blend
 from arbiscale.models.implicit_head import PHASE_HARMONICS
 from arbiscale.presets import get_preset
+from common import cpu_name, publish  # benchmarks/, the script's folder
 
 
 class StraightforwardLiif(nn.Module):
@@ -127,14 +125,6 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
-def cpu_name() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
@@ -214,10 +204,7 @@ def main() -> None:
                         f"{min(times[impl, precision]) * 1e3:.0f} | {rate:.0f} | {rate / ceiling[precision]:.0%} {precision} | "
                         f"{medians['LIIF', 'fp32'] / seconds:.2f}x |"
                     )
-    table = "\n".join(lines + [""] + [f"- {note}" for note in notes]) + "\n"
-    print(table)
-    if args.output:
-        write_text(Path(args.output), table, overwrite=True)
+    publish("\n".join(lines + [""] + [f"- {note}" for note in notes]) + "\n", args.output)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from arbiscale.evaluation.report import markdown_table
 from arbiscale.pipelines import UpscalePipeline
 from arbiscale.sampling.sample import predict_clean_latent
 from arbiscale.training.diffusion import SuperResolutionCrops, first_items
-from decoder_throughput import cpu_name  # benchmarks/ is on sys.path when this script runs
+from common import cpu_name  # benchmarks/, the script's folder
 
 TIMESTEPS = (10, 100, 300, 500, 700, 900, 999)
 

@@ -26,7 +26,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,13 +33,13 @@ from skimage import data
 
 from arbiscale.baselines.idm import IDMStyleSR
 from arbiscale.data.images import resize
-from arbiscale.evaluation.report import write_text
 from arbiscale.geometry import parse_size, scaled_size
 from arbiscale.models.autoencoder import ImplicitAutoencoder
 from arbiscale.models.unet import LatentDenoiser
 from arbiscale.pipelines import UpscalePipeline
 from arbiscale.presets import get_preset
 from arbiscale.sampling.schedulers import make_scheduler
+from common import publish  # benchmarks/, the script's folder
 
 METHODS = ("ours", "idm")
 
@@ -274,10 +273,7 @@ def main() -> None:
         size = scaled_size((args.lr_size, args.lr_size), scale)
         cells = [*measured(ours, paper), *measured(idm, paper), *ratio(idm, ours, paper)]
         lines.append(f"| {scale:g}x | {size[0]}x{size[1]} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.output:
-        write_text(Path(args.output), table, overwrite=True)
+    publish("\n".join(lines) + "\n", args.output)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from arbiscale.evaluation.report import check_report_dir, format_value, markdown
 from arbiscale.evaluation.sr import OURS, SrEvalConfig, evaluate_image, scale_key, summarise
 from arbiscale.metrics import PROTOCOLS, RESIZE_METHODS, load_lpips
 from arbiscale.pipelines import UpscalePipeline, bundled_model_dir
-from decoder_throughput import cpu_name  # benchmarks/ is on sys.path when this script runs
+from common import cpu_name  # benchmarks/, the script's folder
 
 DEFAULT_SETTINGS = ("ddim:200:1", "ddim:50:1", "dpm-solver++:10", "dpm-solver++:20", "dpm-solver++:50", "unipc:10", "unipc:20", "unipc:50", "ddim:20:0", "ddim:50:0")
 REPORT_FILES = ("results.json", "report.md", "psnr_vs_steps.png")

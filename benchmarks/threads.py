@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from skimage import data
+
+from common import cpu_name, publish  # benchmarks/, the script's folder
 
 BUSY = "import torch; torch.set_num_threads(1); a = torch.randn(512, 512)\nwhile True: a = (a @ a).tanh()"
 
@@ -60,7 +61,7 @@ def main() -> None:
                 process.kill()
                 process.wait()
     lines = [
-        f"`python benchmarks/threads.py {' '.join(sys.argv[1:])}` on {platform.processor() or platform.machine()}, "
+        f"`python benchmarks/threads.py {' '.join(sys.argv[1:])}` on {cpu_name()}, "
         f"{os.cpu_count()} cores, {datetime.date.today()}: `arbiscale upscale` of a 128x128 photo at 4x, defaults, "
         f"whole command (start-up and model load included), median of {args.repeats}.",
         "",
@@ -68,10 +69,7 @@ def main() -> None:
         "|---|---|---|---|",
         *(f"| {load} | {threads} | {median:.2f} | {low:.2f} |" for load, threads, median, low in rows),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+    publish("\n".join(lines) + "\n", args.output)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import datetime
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -29,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from arbiscale.data.crops import ArbitraryScaleCrops
 from arbiscale.data.images import list_images
-from arbiscale.evaluation.report import markdown_table, write_text
+from arbiscale.evaluation.report import markdown_table
 from arbiscale.models.autoencoder import ImplicitAutoencoder
 from arbiscale.models.unet import LatentDenoiser
 from arbiscale.precision import native_bf16
@@ -37,7 +36,7 @@ from arbiscale.presets import get_preset
 from arbiscale.sampling.schedulers import OBJECTIVES, make_scheduler
 from arbiscale.training.autoencoder import AutoencoderTask
 from arbiscale.training.diffusion import AlignmentTask, EncodedCrops, LatentDiffusionTask, SuperResolutionCrops, first_items
-from decoder_throughput import cpu_name  # benchmarks/ is on sys.path when this script runs
+from common import cpu_name, publish  # benchmarks/, the script's folder
 
 # (label, precision, threads, latent pool); bf16 rows only where the CPU has native bf16 (--bf16 forces them)
 SETTINGS = [
@@ -126,9 +125,7 @@ def main() -> int:
     table = markdown_table(["stage", "setting", "s/step", "crops/s", "speed-up"], rows)
     bf16_note = "native bf16" if native_bf16("cpu") else "no native bf16 (AVX512_BF16/AMX)"
     header = f"{cpu_name()}, {bf16_note}, torch {torch.__version__}, {datetime.date.today()}; median of {args.repeats} x {args.steps} steps\n\n"
-    print(header + table)
-    if args.output:
-        write_text(Path(args.output), header + table + "\n", overwrite=True)
+    publish(header + table + "\n", args.output)
     return 0
 
 

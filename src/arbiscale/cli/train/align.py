@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ...presets import get_preset
-from .options import add_crop_options, add_data_options, add_run_options, check_positive, diffusion_datasets, report_saved, settings_from_args
+from .options import add_crop_options, add_data_options, add_run_options, check_positive, crop_option_values, diffusion_datasets, report_saved, settings_from_args
 
 
 def register(stages: argparse._SubParsersAction) -> None:
@@ -40,14 +40,15 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.model)
     set_seed(args.seed)
     task_name = pipeline.denoiser.config.task
-    dataset, validation = diffusion_datasets(args, preset, task_name, pipeline.autoencoder.downsample_factor, settings.batch_size)
+    num_queries, pool_size = crop_option_values(args)
+    dataset, validation = diffusion_datasets(args, preset, task_name, pipeline.autoencoder.downsample_factor, settings.batch_size, num_queries)
     task = AlignmentTask(
         pipeline.denoiser.train(),
         pipeline.autoencoder,
         pipeline.scheduler,
         dataset,
         validation,
-        pool_size=args.latent_cache,
+        pool_size=pool_size,
         max_snr=args.max_snr,
         denoise_weight=args.denoise_weight,
         recon_weight=args.recon_weight,

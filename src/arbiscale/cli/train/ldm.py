@@ -9,7 +9,7 @@ from pathlib import Path
 from ...choices import OBJECTIVE_NAMES
 from ...errors import UserError
 from ...presets import get_preset
-from .options import add_crop_options, add_data_options, add_run_options, diffusion_datasets, report_saved, settings_from_args
+from .options import add_crop_options, add_data_options, add_run_options, crop_option_values, diffusion_datasets, report_saved, settings_from_args
 
 
 def register(stages: argparse._SubParsersAction) -> None:
@@ -52,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
             f"preset {preset.name!r} expects a {denoiser.config.latent_channels}-channel latent but the autoencoder in "
             f"{args.autoencoder} makes {autoencoder.config.latent_channels}: use the preset it was trained with"
         )
-    dataset, validation = diffusion_datasets(args, preset, args.task, autoencoder.downsample_factor, settings.batch_size)
+    num_queries, pool_size = crop_option_values(args)
+    dataset, validation = diffusion_datasets(args, preset, args.task, autoencoder.downsample_factor, settings.batch_size, num_queries)
     denoiser.set_latent_scale(latent_scale_of(autoencoder, dataset))
     if residual:
         denoiser.set_residual_scale(residual_scale_of(autoencoder, dataset, denoiser.config.latent_scale))
     scheduler = make_scheduler("ddpm", **OBJECTIVES[args.objective])
-    task = LatentDiffusionTask(denoiser, autoencoder, scheduler, dataset, validation, pool_size=args.latent_cache)
+    task = LatentDiffusionTask(denoiser, autoencoder, scheduler, dataset, validation, pool_size=pool_size)
     report_saved(f"{args.task} pipeline", train(task, settings))
     return 0

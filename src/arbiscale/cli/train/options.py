@@ -196,17 +196,22 @@ def add_crop_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_factor: int, batch_size: int):
-    """(training dataset, validation batch) of HR crops, with the SR condition when task is 'sr'."""
+def crop_option_values(args: argparse.Namespace) -> tuple[int | None, int]:
+    """The latent stages' `add_crop_options` values, checked: (--num-queries, --latent-cache)."""
+    check_positive(args, "num-queries")
+    check_positive(args, "latent-cache", allow_zero=True)
+    return args.num_queries, args.latent_cache
+
+
+def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_factor: int, batch_size: int, num_queries: int | None = None):
+    """(training dataset, validation batch) of HR crops, with the SR condition when task is 'sr'; `num_queries`
+    target pixels per crop (the latent stages' --num-queries; None: the latent's height x width)."""
     from ...data.crops import ArbitraryScaleCrops
     from ...data.images import list_images
     from ...training.diffusion import SuperResolutionCrops, first_items
 
-    num_queries = getattr(args, "num_queries", None)  # the latent stages' (`add_crop_options`); IDM has none
-    for name in ("min-lr-factor", "max-lr-factor", *(("num-queries",) if num_queries is not None else ())):
+    for name in ("min-lr-factor", "max-lr-factor"):
         check_positive(args, name)
-    if hasattr(args, "latent_cache"):
-        check_positive(args, "latent-cache", allow_zero=True)
     if not 1 <= args.min_lr_factor <= args.max_lr_factor:
         raise UserError(f"need 1 <= --min-lr-factor <= --max-lr-factor, got {args.min_lr_factor} and {args.max_lr_factor}")
     train_paths = list_images(args.data, args.split)

@@ -1,6 +1,6 @@
 """A real `arbiscale train` process killed with SIGKILL mid-run resumes from its last checkpoint to the same final
 step, with a loss history identical to a run that was never interrupted; a damaged newest checkpoint is
-detected and the previous one used. The killed process is forked from the test's (`forked_main`): a real
+detected and the previous one used; SIGTERM stops at the end of a step with a checkpoint there. The killed process is forked from the test's (`forked_main`): a real
 process without a fresh interpreter's imports."""
 
 from __future__ import annotations
@@ -120,6 +120,31 @@ def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_ba
         assert line["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7), line["step"]
     assert [checkpoint_step(path) for path in list_checkpoints(run_dir)] == [STEPS, STEPS + 2]
     assert weights(run_dir / "model")
+
+
+def test_sigterm_between_checkpoints_saves_one_and_resume_replays_the_run(tmp_path, photo_dir, cli, forked_main):
+    """`kill`, systemd, `docker stop` (SIGTERM) and Ctrl-C stop at the end of the step with a checkpoint there,
+    so a run with rare checkpoints loses nothing."""
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    assert cli(*train_argv(photo_dir, reference_dir, STEPS)).code == 0
+    log = tmp_path / "stopped.log"
+    process = forked_main(*train_argv(photo_dir, run_dir, STEPS, "--checkpoint-every", "1000"), log=log)
+    deadline = time.monotonic() + 300
+    while not ((run_dir / "metrics.jsonl").exists() and len((run_dir / "metrics.jsonl").read_text().splitlines()) >= KILL_AFTER):
+        assert process.is_alive() and time.monotonic() < deadline, "training ended before it could be stopped"
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGTERM)
+    process.join(timeout=120)
+    assert process.exitcode == 130, log.read_text()[-2000:]
+    [checkpoint] = list_checkpoints(run_dir)
+    stopped_at = checkpoint_step(checkpoint)
+    assert KILL_AFTER <= stopped_at < STEPS and f"stopped at step {stopped_at}" in log.read_text()
+    outcome = cli(*train_argv(photo_dir, run_dir, STEPS, "--checkpoint-every", "1000", "--resume"))
+    assert outcome.code == 0 and f"(step {stopped_at})" in outcome.err
+    history, reference = metrics(run_dir), metrics(reference_dir)
+    assert [line["step"] for line in history] == list(range(1, STEPS + 1))
+    for line, expected in zip(history, reference):
+        assert line["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7), line["step"]
 
 
 @pytest.mark.skipif(os.environ.get("ARBISCALE_STRESS") != "1", reason="about 2 minutes: run with ARBISCALE_STRESS=1")

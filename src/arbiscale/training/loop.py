@@ -33,7 +33,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -250,6 +252,38 @@ def _save_model(task: TrainingTask, model: nn.Module, run_dir: Path) -> Path:
     return final
 
 
+class StopRequest:
+    """While training, SIGINT and SIGTERM ask for a stop at the end of the current step, where the loop saves
+    a checkpoint before it stops (a run interrupted between checkpoints loses nothing); a second signal stops
+    at once. Handlers can only be set in the main thread; elsewhere the signals act as before."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _stop_agreed(accelerator: Accelerator, requested: bool) -> bool:
+    """Whether any process was asked to stop: all stop at the same step (a collective is always all or none)."""
+    if accelerator.num_processes == 1:
+        return requested
+    return accelerator.reduce(torch.tensor([float(requested)], device=accelerator.device), reduction="sum").item() > 0
+
+
 MEMORY_PROBE_ITEMS = (1, 2)  # the batch sizes of the forwards that measure a step's memory, before the first step
 
 
@@ -387,50 +421,57 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
     count = 0
     started = time.monotonic()
     epoch, skip = divmod(step, batches_per_epoch)
-    while step < settings.steps:
-        loader.set_epoch(epoch)
-        if hasattr(task.dataset, "set_epoch"):
-            task.dataset.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        if skip:
-            batches.set_epoch(epoch)
-        skip = 0
-        for batch in batches:
-            with accelerator.autocast():
-                loss, parts = task.loss(model, batch)
-            accelerator.backward(loss)
-            if settings.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.step(unwrapped.parameters())
-            step += 1
-            count += 1
-            for name, value in {"loss": loss.detach().float().item(), **parts}.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-            progress.update(1)
+    with StopRequest() as stop:  # Ctrl-C, `kill`, `docker stop`: stop at the end of the step, checkpointed
+        while step < settings.steps:
+            loader.set_epoch(epoch)
+            if hasattr(task.dataset, "set_epoch"):
+                task.dataset.set_epoch(epoch)
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            if skip:
+                batches.set_epoch(epoch)
+            skip = 0
+            for batch in batches:
+                with accelerator.autocast():
+                    loss, parts = task.loss(model, batch)
+                accelerator.backward(loss)
+                if settings.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.step(unwrapped.parameters())
+                step += 1
+                count += 1
+                for name, value in {"loss": loss.detach().float().item(), **parts}.items():
+                    sums[name] = sums.get(name, 0.0) + float(value)
+                progress.update(1)
 
-            record: dict[str, float] = {}
-            last = step == settings.steps
-            if step % settings.log_every == 0 or last:
-                record.update(_mean_across_processes(accelerator, sums, count))
-                if not math.isfinite(record["loss"]):
-                    raise UserError(f"the loss became {record['loss']} by step {step}: lower `lr` or use `mixed_precision` no")
-                record["lr"] = optimizer.param_groups[0]["lr"]
-                progress.set_postfix(loss=f"{record['loss']:.4f}")
-                sums, count = {}, 0
-            if step % settings.validate_every == 0 or last:
-                record.update(validate())
-            if record and accelerator.is_main_process:
-                line = {"step": step, **record, "elapsed_s": round(time.monotonic() - started, 2)}
-                with open(run_dir / METRICS_FILE, "a") as handle:
-                    handle.write(json.dumps(line) + "\n")
-            if step % settings.checkpoint_every == 0 or last:
-                _save_checkpoint(accelerator, run_dir, step, settings.keep_checkpoints)
-            if step >= settings.steps:
-                break
-        epoch += 1
+                record: dict[str, float] = {}
+                last = step == settings.steps
+                if step % settings.log_every == 0 or last:
+                    record.update(_mean_across_processes(accelerator, sums, count))
+                    if not math.isfinite(record["loss"]):
+                        raise UserError(f"the loss became {record['loss']} by step {step}: lower `lr` or use `mixed_precision` no")
+                    record["lr"] = optimizer.param_groups[0]["lr"]
+                    progress.set_postfix(loss=f"{record['loss']:.4f}")
+                    sums, count = {}, 0
+                if step % settings.validate_every == 0 or last:
+                    record.update(validate())
+                if record and accelerator.is_main_process:
+                    line = {"step": step, **record, "elapsed_s": round(time.monotonic() - started, 2)}
+                    with open(run_dir / METRICS_FILE, "a") as handle:
+                        handle.write(json.dumps(line) + "\n")
+                stopping = not last and _stop_agreed(accelerator, stop.requested)
+                if step % settings.checkpoint_every == 0 or last or stopping:
+                    _save_checkpoint(accelerator, run_dir, step, settings.keep_checkpoints)
+                if stopping:
+                    progress.close()
+                    if accelerator.is_main_process:
+                        print(f"arbiscale: stopped at step {step}, its checkpoint saved: `resume` continues from there", file=sys.stderr)
+                    raise KeyboardInterrupt
+                if step >= settings.steps:
+                    break
+            epoch += 1
     progress.close()
 
     model_dir = run_dir / MODEL_DIR

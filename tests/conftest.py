@@ -137,7 +137,7 @@ def fork_main(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd
 
 @pytest.fixture(scope="session")
 def fork_process() -> Callable[..., multiprocessing.Process]:
-    """`fork_main` itself, for fixtures of any scope."""
+    """`fork_process(argv, log)`: `fork_main`, for tests and fixtures of any scope."""
     return fork_main
 
 
@@ -164,14 +164,3 @@ def run_ranks(tmp_path: Path) -> Callable[..., list[RankOutcome]]:
         return outcomes
 
     return run
-
-
-@pytest.fixture
-def forked_main(tmp_path: Path) -> Callable[..., multiprocessing.Process]:
-    """`forked_main(*argv)`: `arbiscale ARGV` as one separate process (`fork_main`), output to a log beside the test's files."""
-    launches = iter(range(1000))
-
-    def start(*argv: object, log: Path | None = None) -> multiprocessing.Process:
-        return fork_main(list(argv), log or tmp_path / f".forked-{next(launches)}.log")
-
-    return start

@@ -1,4 +1,5 @@
-"""Shared by the robustness tests: tiny random models saved as `--model` folders, and an in-process CLI runner."""
+"""Shared by the robustness tests: tiny random models saved as `--model` folders, an in-process CLI runner and
+the arguments of a short tiny training run."""
 
 from __future__ import annotations
 
@@ -50,3 +51,15 @@ def upscale(cli, tiny_models: Path):
         return cli("upscale", "--model", tiny_models / "sr", *FAST, *argv)
 
     return run
+
+
+@pytest.fixture
+def tiny_train_argv(photo_dir: Path):
+    """`tiny_train_argv(run_dir, steps, *extra)`: `arbiscale train autoencoder` on `photo_dir`, tiny preset, batch 2,
+    a checkpoint and a metrics line every step, no validation (options in `extra` take precedence)."""
+
+    def argv(run_dir: Path, steps: int, *extra: object) -> list[str]:
+        options = ["--steps", steps, "--batch-size", 2, "--checkpoint-every", 1, "--validate-every", 1000, "--log-every", 1, *extra]
+        return ["train", "autoencoder", "--data", str(photo_dir), "--preset", "tiny", "--out", str(run_dir), *map(str, options)]
+
+    return argv

@@ -46,33 +46,15 @@ CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", "trainer_state.json", 
 
 @settings(max_examples=8, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(CHECKPOINT_FILES), mutations=st.lists(mutation, min_size=1, max_size=3))
-def test_a_mutated_checkpoint_falls_back_to_the_previous_one(tmp_path_factory, cli, photo_dir, name, mutations):
+def test_a_mutated_checkpoint_falls_back_to_the_previous_one(tmp_path_factory, cli, tiny_train_argv, name, mutations):
     run_dir = tmp_path_factory.mktemp("fuzz") / "run"
-    train = (
-        "train",
-        "autoencoder",
-        "--data",
-        photo_dir,
-        "--preset",
-        "tiny",
-        "--out",
-        run_dir,
-        "--batch-size",
-        "2",
-        "--checkpoint-every",
-        "1",
-        "--validate-every",
-        "1000",
-        "--log-every",
-        "1",
-    )
-    assert cli(*train, "--steps", "2").code == 0
+    assert cli(*tiny_train_argv(run_dir, 2)).code == 0
     path = list_checkpoints(run_dir)[-1] / name
     original = path.read_bytes()
     damaged = mutate(original, mutations)
     if damaged == original:
         return
     path.write_bytes(damaged)
-    outcome = cli(*train, "--steps", "3", "--resume")
+    outcome = cli(*tiny_train_argv(run_dir, 3, "--resume"))
     assert outcome.code == 0 and "Traceback" not in outcome.err, outcome.err
     assert "step-0000002 is damaged" in outcome.err and "(step 1)" in outcome.err

@@ -73,75 +73,57 @@ def test_a_binary_split_file_is_one_line(cli, photo, tmp_path):
     assert "UTF-8" in line and "split.txt" in line
 
 
-def train(cli, photo_dir, run_dir, steps, *extra):
-    return cli(
-        "train",
-        "autoencoder",
-        "--data",
-        photo_dir,
-        "--preset",
-        "tiny",
-        "--out",
-        run_dir,
-        "--steps",
-        steps,
-        "--batch-size",
-        "2",
-        "--checkpoint-every",
-        "1",
-        "--validate-every",
-        "1000",
-        "--log-every",
-        "1",
-        *extra,
-    )
+@pytest.fixture
+def train(cli, tiny_train_argv):
+    """`train(run_dir, steps, *extra)`: a short tiny training run in this process (`tiny_train_argv`), its `Outcome`."""
+    return lambda run_dir, steps, *extra: cli(*tiny_train_argv(run_dir, steps, *extra))
 
 
-def test_train_seed_past_32_bits_is_one_line(cli, photo_dir, tmp_path):
-    assert "--seed" in train(cli, photo_dir, tmp_path / "run", 1, "--seed", str(2**32)).error_line()
+def test_train_seed_past_32_bits_is_one_line(cli, tmp_path, train):
+    assert "--seed" in train(tmp_path / "run", 1, "--seed", str(2**32)).error_line()
 
 
-def test_resume_falls_back_past_a_checkpoint_whose_bytes_were_replaced(cli, photo_dir, tmp_path):
+def test_resume_falls_back_past_a_checkpoint_whose_bytes_were_replaced(cli, tmp_path, train):
     run_dir = tmp_path / "run"
-    assert train(cli, photo_dir, run_dir, 2).code == 0
+    assert train(run_dir, 2).code == 0
     newest = list_checkpoints(run_dir)[-1]
     for name in ("model.safetensors", "optimizer.bin"):
         damaged = newest / name
         damaged.write_bytes(os.urandom(damaged.stat().st_size))  # same size: only the checksum can tell
-        outcome = train(cli, photo_dir, run_dir, 3, "--resume")
+        outcome = train(run_dir, 3, "--resume")
         assert outcome.code == 0, outcome.err
         warnings = [line for line in outcome.err.splitlines() if "warning" in line]
         assert len(warnings) == 1 and name in warnings[0] and "checksum" in warnings[0], outcome.err
         assert "(step 1)" in outcome.err
         shutil.rmtree(run_dir)
-        assert train(cli, photo_dir, run_dir, 2).code == 0
+        assert train(run_dir, 2).code == 0
         newest = list_checkpoints(run_dir)[-1]
 
 
-def test_a_second_process_on_one_run_folder_is_refused(cli, photo_dir, tmp_path):
+def test_a_second_process_on_one_run_folder_is_refused(cli, tmp_path, train):
     run_dir = tmp_path / "run"
-    assert train(cli, photo_dir, run_dir, 1).code == 0
+    assert train(run_dir, 1).code == 0
     with open(run_dir / ".lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `train` holds it
         held.write("process 12345")
         held.flush()
-        line = train(cli, photo_dir, run_dir, 2, "--resume").error_line()
+        line = train(run_dir, 2, "--resume").error_line()
     assert "in use" in line and "12345" in line
-    assert train(cli, photo_dir, run_dir, 2, "--resume").code == 0  # released: the resume goes on
+    assert train(run_dir, 2, "--resume").code == 0  # released: the resume goes on
 
 
-def test_resume_with_other_settings_is_refused_unless_allowed(cli, photo_dir, tmp_path, real_photos):
+def test_resume_with_other_settings_is_refused_unless_allowed(cli, tmp_path, real_photos, train):
     run_dir = tmp_path / "run"
-    assert train(cli, photo_dir, run_dir, 1).code == 0
-    line = train(cli, photo_dir, run_dir, 2, "--resume", "--lr", "0.5").error_line()
+    assert train(run_dir, 1).code == 0
+    line = train(run_dir, 2, "--resume", "--lr", "0.5").error_line()
     assert "lr" in line and "--allow-changes" in line
     other = tmp_path / "other"
     other.mkdir()
     Image.fromarray(real_photos["astronaut"][:64, :64]).save(other / "a.png")
-    assert "data" in train(cli, other, run_dir, 2, "--resume").error_line()
-    outcome = train(cli, photo_dir, run_dir, 2, "--resume", "--lr", "0.5", "--allow-changes")
+    assert "data" in train(run_dir, 2, "--resume", "--data", other).error_line()  # a later --data wins
+    outcome = train(run_dir, 2, "--resume", "--lr", "0.5", "--allow-changes")
     assert outcome.code == 0 and "resuming with a change: lr" in outcome.err
-    assert train(cli, photo_dir, run_dir, 3, "--resume", "--lr", "0.5").code == 0  # the change is now the run's
+    assert train(run_dir, 3, "--resume", "--lr", "0.5").code == 0  # the change is now the run's
 
 
 def test_scale_below_one_is_refused(upscale, photo, tmp_path):
@@ -190,11 +172,11 @@ def test_an_unreadable_input_is_not_called_corrupt(upscale, photo, monkeypatch, 
     assert "permission denied" in line and "corrupt" not in line
 
 
-def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_resume_goes_on(cli, photo_dir, tmp_path, monkeypatch):
+def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_resume_goes_on(cli, tmp_path, monkeypatch, train):
     from accelerate import Accelerator
 
     run_dir = tmp_path / "run"
-    assert train(cli, photo_dir, run_dir, 1).code == 0
+    assert train(run_dir, 1).code == 0
     save_state = Accelerator.save_state
 
     def disk_full(self, output_dir, **kwargs):
@@ -202,17 +184,17 @@ def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_resume_goes_on(cl
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Accelerator, "save_state", disk_full)
-    outcome = train(cli, photo_dir, run_dir, 2, "--resume")
+    outcome = train(run_dir, 2, "--resume")
     errors = [line for line in outcome.err.splitlines() if "error:" in line]
     assert outcome.code == 2 and "Traceback" not in outcome.err and len(errors) == 1, outcome.err
     assert "No space left on device" in errors[0] and "step-0000001" in errors[0]
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step-0000001"]  # the half-written one is gone
     monkeypatch.setattr(Accelerator, "save_state", save_state)
-    assert train(cli, photo_dir, run_dir, 2, "--resume").code == 0
+    assert train(run_dir, 2, "--resume").code == 0
     assert [p.name for p in list_checkpoints(run_dir)][-1] == "step-0000002"
 
 
-def test_a_batch_too_big_for_the_memory_is_refused_before_the_first_step(cli, photo_dir, tmp_path):
-    line = train(cli, photo_dir, tmp_path / "run", 1, "--batch-size", "10000000").error_line()
+def test_a_batch_too_big_for_the_memory_is_refused_before_the_first_step(cli, tmp_path, train):
+    line = train(tmp_path / "run", 1, "--batch-size", "10000000").error_line()
     assert "batch of 10000000" in line and "is free" in line and "--batch-size" in line
     assert not list((tmp_path / "run").glob("checkpoints/step-*"))

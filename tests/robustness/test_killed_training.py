@@ -1,6 +1,6 @@
 """A real `arbiscale train` process killed with SIGKILL mid-run resumes from its last checkpoint to the same final
 step, with a loss history identical to a run that was never interrupted; a damaged newest checkpoint is
-detected and the previous one used; SIGTERM stops at the end of a step with a checkpoint there. The killed process is forked from the test's (`forked_main`): a real
+detected and the previous one used; SIGTERM stops at the end of a step with a checkpoint there. The killed process is forked from the test's (`fork_process`): a real
 process without a fresh interpreter's imports."""
 
 from __future__ import annotations
@@ -20,32 +20,7 @@ from arbiscale.training.checkpoints import checkpoint_step, list_checkpoints
 
 STEPS = 50
 KILL_AFTER = STEPS // 4  # kill once a checkpoint at least this far exists, with most of the run still to go
-
-
-def train_argv(photo_dir: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
-    return [
-        "train",
-        "autoencoder",
-        "--data",
-        str(photo_dir),
-        "--preset",
-        "tiny",
-        "--out",
-        str(run_dir),
-        "--steps",
-        str(steps),
-        "--batch-size",
-        "2",
-        "--checkpoint-every",
-        "2",
-        "--log-every",
-        "1",
-        "--validate-every",
-        "1000",
-        "--ema",
-        "0.9",
-        *extra,
-    ]
+RUN = ("--checkpoint-every", "2", "--ema", "0.9")  # the run these tests interrupt (`tiny_train_argv` options)
 
 
 def kill_after_a_checkpoint(process, run_dir: Path) -> int:
@@ -78,19 +53,19 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_component(ImplicitAutoencoder, model_dir).state_dict()
 
 
-def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_back(tmp_path, photo_dir, cli, forked_main):
+def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_back(tmp_path, cli, fork_process, tiny_train_argv):
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
-    assert cli(*train_argv(photo_dir, reference_dir, STEPS)).code == 0  # never interrupted
+    assert cli(*tiny_train_argv(reference_dir, STEPS, *RUN)).code == 0  # never interrupted
     reference = metrics(reference_dir)
 
-    killed_at = kill_after_a_checkpoint(forked_main(*train_argv(photo_dir, run_dir, STEPS)), run_dir)
+    killed_at = kill_after_a_checkpoint(fork_process(tiny_train_argv(run_dir, STEPS, *RUN), tmp_path / "killed.log"), run_dir)
     assert KILL_AFTER <= killed_at < STEPS
     assert not (run_dir / "model").exists()
     # lines up to the checkpoint are whole (a step is logged before it is checkpointed); a later one may be cut
     logged = (run_dir / "metrics.jsonl").read_text().splitlines()[:killed_at]
     assert [json.loads(line)["step"] for line in logged] == list(range(1, killed_at + 1))
 
-    outcome = cli(*train_argv(photo_dir, run_dir, STEPS, "--resume"))
+    outcome = cli(*tiny_train_argv(run_dir, STEPS, *RUN, "--resume"))
     assert outcome.code == 0 and f"(step {killed_at})" in outcome.err and "warning" not in outcome.err
     history = metrics(run_dir)
     assert [line["step"] for line in history] == list(range(1, STEPS + 1))  # increasing, no step twice, ends at STEPS
@@ -108,7 +83,7 @@ def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_ba
     previous_step = checkpoint_step(previous)
     damaged = newest / "model.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:1000])
-    outcome = cli(*train_argv(photo_dir, run_dir, STEPS + 2, "--resume"))
+    outcome = cli(*tiny_train_argv(run_dir, STEPS + 2, *RUN, "--resume"))
     assert outcome.code == 0
     stderr = outcome.err
     warnings = [line for line in stderr.splitlines() if "warning" in line]
@@ -122,13 +97,13 @@ def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_ba
     assert weights(run_dir / "model")
 
 
-def test_sigterm_between_checkpoints_saves_one_and_resume_replays_the_run(tmp_path, photo_dir, cli, forked_main):
+def test_sigterm_between_checkpoints_saves_one_and_resume_replays_the_run(tmp_path, cli, fork_process, tiny_train_argv):
     """`kill`, systemd, `docker stop` (SIGTERM) and Ctrl-C stop at the end of the step with a checkpoint there,
     so a run with rare checkpoints loses nothing."""
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
-    assert cli(*train_argv(photo_dir, reference_dir, STEPS)).code == 0
+    assert cli(*tiny_train_argv(reference_dir, STEPS, *RUN)).code == 0
     log = tmp_path / "stopped.log"
-    process = forked_main(*train_argv(photo_dir, run_dir, STEPS, "--checkpoint-every", "1000"), log=log)
+    process = fork_process(tiny_train_argv(run_dir, STEPS, *RUN, "--checkpoint-every", "1000"), log)
     deadline = time.monotonic() + 300
     while not ((run_dir / "metrics.jsonl").exists() and len((run_dir / "metrics.jsonl").read_text().splitlines()) >= KILL_AFTER):
         assert process.is_alive() and time.monotonic() < deadline, "training ended before it could be stopped"
@@ -139,7 +114,7 @@ def test_sigterm_between_checkpoints_saves_one_and_resume_replays_the_run(tmp_pa
     [checkpoint] = list_checkpoints(run_dir)
     stopped_at = checkpoint_step(checkpoint)
     assert KILL_AFTER <= stopped_at < STEPS and f"stopped at step {stopped_at}" in log.read_text()
-    outcome = cli(*train_argv(photo_dir, run_dir, STEPS, "--checkpoint-every", "1000", "--resume"))
+    outcome = cli(*tiny_train_argv(run_dir, STEPS, *RUN, "--checkpoint-every", "1000", "--resume"))
     assert outcome.code == 0 and f"(step {stopped_at})" in outcome.err
     history, reference = metrics(run_dir), metrics(reference_dir)
     assert [line["step"] for line in history] == list(range(1, STEPS + 1))
@@ -148,7 +123,7 @@ def test_sigterm_between_checkpoints_saves_one_and_resume_replays_the_run(tmp_pa
 
 
 @pytest.mark.skipif(os.environ.get("ARBISCALE_STRESS") != "1", reason="about 2 minutes: run with ARBISCALE_STRESS=1")
-def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finish(tmp_path, photo_dir, cli, forked_main):
+def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finish(tmp_path, cli, fork_process, tiny_train_argv):
     """SIGKILL 20 times, each at a random moment of a resumed run (start-up, a step, a checkpoint write: with a
     checkpoint every step most kills land in or near one); the run still resumes to the same final step with
     the loss history and weights of a run that was never interrupted."""
@@ -156,11 +131,11 @@ def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finis
 
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     steps = 300
-    assert cli(*train_argv(photo_dir, reference_dir, steps, "--checkpoint-every", "1")).code == 0
+    assert cli(*tiny_train_argv(reference_dir, steps, *RUN, "--checkpoint-every", "1")).code == 0
     chance = random.Random(0)
     during_a_write = 0
     for attempt in range(20):
-        process = forked_main(*train_argv(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"))
+        process = fork_process(tiny_train_argv(run_dir, steps, *RUN, "--checkpoint-every", "1", "--resume"), tmp_path / f"attempt-{attempt}.log")
         time.sleep(chance.uniform(0.2, 2.5))  # a forked start-up takes a fraction of a second, a step and its checkpoint about 0.1 s
         if attempt % 2:  # every other kill waits for a checkpoint being assembled and strikes then
             deadline = time.monotonic() + 5
@@ -169,7 +144,7 @@ def test_twenty_sigkills_at_random_moments_never_leave_a_run_resume_cannot_finis
         during_a_write += bool(list(run_dir.glob("checkpoints/.tmp-*")))
         process.kill()
         process.join(timeout=60)
-    outcome = cli(*train_argv(photo_dir, run_dir, steps, "--checkpoint-every", "1", "--resume"))
+    outcome = cli(*tiny_train_argv(run_dir, steps, *RUN, "--checkpoint-every", "1", "--resume"))
     history, reference = metrics(run_dir), metrics(reference_dir)
     assert outcome.code == 0 and [line["step"] for line in history] == list(range(1, steps + 1)), outcome.err
     for line, expected in zip(history, reference):

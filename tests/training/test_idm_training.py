@@ -59,33 +59,11 @@ def test_idm_learns_to_denoise_a_photo_crop(tmp_path, real_photos):
     assert trained.upscale(torch.zeros(1, 3, 4, 4), (16, 16)).shape == (1, 3, 16, 16)
 
 
-def cli(photo_dir, out, *options: str) -> list[str]:
-    return [
-        "train",
-        "idm",
-        "--data",
-        str(photo_dir),
-        "--preset",
-        "tiny",
-        "--out",
-        str(out),
-        "--batch-size",
-        "2",
-        "--log-every",
-        "2",
-        "--validate-every",
-        "2",
-        "--checkpoint-every",
-        "2",
-        *options,
-    ]
-
-
-def test_cli_trains_resumes_and_the_model_upscales_and_evaluates(tmp_path, photo_dir, capsys):
-    assert main(cli(photo_dir, tmp_path / "whole", "--steps", "4")) == 0
+def test_cli_trains_resumes_and_the_model_upscales_and_evaluates(tmp_path, photo_dir, capsys, quick_train):
+    assert main(quick_train("idm", photo_dir, tmp_path / "whole", "--steps", "4")) == 0
     assert "saved the IDM-style model" in capsys.readouterr().err
-    assert main(cli(photo_dir, tmp_path / "split", "--steps", "2")) == 0
-    assert main(cli(photo_dir, tmp_path / "split", "--steps", "4", "--resume")) == 0
+    assert main(quick_train("idm", photo_dir, tmp_path / "split", "--steps", "2")) == 0
+    assert main(quick_train("idm", photo_dir, tmp_path / "split", "--steps", "4", "--resume")) == 0
     whole, split = (load_component(IDMStyleSR, tmp_path / run / "model") for run in ("whole", "split"))
     assert whole.config.objective == "v-zero-snr"
     for (name, tensor), (_, resumed) in zip(whole.state_dict().items(), split.state_dict().items()):

@@ -71,35 +71,11 @@ def test_liif_overfits_a_photo_crop_and_beats_bicubic_at_4x_and_3x(tmp_path, rea
     assert last["val_psnr_4x"] == pytest.approx(ours_4, abs=1e-3)
 
 
-def cli(photo_dir, out, *options: str) -> list[str]:
-    return [
-        "train",
-        "liif",
-        "--data",
-        str(photo_dir),
-        "--preset",
-        "tiny",
-        "--out",
-        str(out),
-        "--batch-size",
-        "2",
-        "--log-every",
-        "2",
-        "--validate-every",
-        "2",
-        "--checkpoint-every",
-        "2",
-        "--num-queries",
-        "32",
-        *options,
-    ]
-
-
-def test_cli_trains_resumes_and_saves_a_strictly_loadable_model(tmp_path, photo_dir, capsys):
-    assert main(cli(photo_dir, tmp_path / "whole", "--steps", "4")) == 0
+def test_cli_trains_resumes_and_saves_a_strictly_loadable_model(tmp_path, photo_dir, capsys, quick_train):
+    assert main(quick_train("liif", photo_dir, tmp_path / "whole", "--num-queries", "32", "--steps", "4")) == 0
     assert "saved the LIIF model" in capsys.readouterr().err
-    assert main(cli(photo_dir, tmp_path / "split", "--steps", "2")) == 0
-    assert main(cli(photo_dir, tmp_path / "split", "--steps", "4", "--resume")) == 0
+    assert main(quick_train("liif", photo_dir, tmp_path / "split", "--num-queries", "32", "--steps", "2")) == 0
+    assert main(quick_train("liif", photo_dir, tmp_path / "split", "--num-queries", "32", "--steps", "4", "--resume")) == 0
     assert "resuming from" in capsys.readouterr().err
 
     whole, split = (load_component(LIIF, tmp_path / run / "model") for run in ("whole", "split"))
@@ -114,8 +90,8 @@ def test_cli_trains_resumes_and_saves_a_strictly_loadable_model(tmp_path, photo_
 
 
 @pytest.mark.parametrize(("options", "named"), [(["--num-queries", "0"], "--num-queries"), (["--preset", "huge"], "unknown preset")])
-def test_cli_rejects_bad_options_in_one_line(tmp_path, photo_dir, capsys, options, named):
-    assert main(cli(photo_dir, tmp_path / "run", *options)) == 2
+def test_cli_rejects_bad_options_in_one_line(tmp_path, photo_dir, capsys, options, named, quick_train):
+    assert main(quick_train("liif", photo_dir, tmp_path / "run", "--num-queries", "32", *options)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err
     assert not (tmp_path / "run").exists()

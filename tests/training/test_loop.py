@@ -193,12 +193,11 @@ def test_a_non_empty_run_folder_is_not_touched_without_resume(tmp_path, photo_di
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_train_resume_and_save(tmp_path, photo_dir, run_ranks):
+def test_two_cpu_processes_train_resume_and_save(tmp_path, photo_dir, run_ranks, quick_train):
     run_dir = tmp_path / "run"
 
     def launch(steps: int, *extra: str) -> None:
-        options = ["--steps", steps, "--batch-size", 2, "--log-every", 2, "--checkpoint-every", 2, "--validate-every", 4, *extra]
-        run_ranks("train", "autoencoder", "--data", photo_dir, "--preset", "tiny", "--out", run_dir, *options)
+        run_ranks(*quick_train("autoencoder", photo_dir, run_dir, "--steps", steps, "--validate-every", 4, *extra))
 
     launch(4)
     newest = list_checkpoints(run_dir)[-1]

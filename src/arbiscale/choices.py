@@ -22,6 +22,9 @@ PAPER_SAMPLING = dict(sampler="ddim", num_inference_steps=200, eta=1.0, strength
 # emoji, faces and text do not when turned or flipped upside down, so they take the left-right flip alone.
 AUGMENTATIONS = ("dihedral", "flip", "none")
 
+# `training.loop`: learning-rate schedules (diffusers' names): constant, or a decay to zero at the last step.
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
 # `pipelines.generate`: DDIM's default eta for generation. Deterministic DDIM (eta 0) gave the bundled emoji
 # generator clean faces at 50 steps where eta 1 left blotches (MODEL_CARD.md, "Generation: how the defaults
 # were chosen"); the upscaler keeps eta 1 (DEFAULT_DDIM_ETA above).

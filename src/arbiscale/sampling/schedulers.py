@@ -56,3 +56,13 @@ def training_schedule_of(scheduler: SchedulerMixin) -> dict:
     """The noise-schedule settings of a (saved) scheduler, to build any sampler on the same schedule."""
     keys = list(TRAINING_SCHEDULE) + ["trained_betas", "rescale_betas_zero_snr"]
     return {key: scheduler.config[key] for key in keys if scheduler.config.get(key) is not None}
+
+
+def objective_of(scheduler: SchedulerMixin) -> str | None:
+    """The name in `OBJECTIVES` of the schedule a (saved) scheduler was trained on, None if none matches."""
+    schedule = training_schedule_of(scheduler)
+    for name, settings in OBJECTIVES.items():
+        expected = {"rescale_betas_zero_snr": False, **TRAINING_SCHEDULE, **settings}
+        if all(schedule.get(key, False) == value for key, value in expected.items()) and schedule.get("trained_betas") is None:
+            return name
+    return None

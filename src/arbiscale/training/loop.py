@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import parse_flag_from_env, set_seed
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
@@ -91,6 +92,8 @@ class TrainSettings:
     steps: int
     batch_size: int
     lr: float
+    lr_schedule: str = "constant"  # or "cosine" / "linear" decay to 0 at `steps` (diffusers' schedules)
+    warmup_steps: int = 0  # linear ramp from 0 to `lr` over these first steps
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     ema_decay: float | None = None
@@ -373,7 +376,14 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
         num_workers=settings.num_workers,
         pin_memory=accelerator.device.type == "cuda",
     )
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # Each process's prepared scheduler advances num_processes times per step (accelerate), hence the scaling.
+    lr_scheduler = get_scheduler(
+        "constant_with_warmup" if settings.lr_schedule == "constant" and settings.warmup_steps else settings.lr_schedule,
+        optimizer,
+        num_warmup_steps=settings.warmup_steps * accelerator.num_processes,
+        num_training_steps=settings.steps * accelerator.num_processes,
+    )
+    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
     _check_step_memory(task, model, accelerator, settings.batch_size)
     batches_per_epoch = len(loader)
     if batches_per_epoch == 0:
@@ -437,6 +447,7 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
                 if settings.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
                 optimizer.step()
+                lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
                     ema.step(unwrapped.parameters())

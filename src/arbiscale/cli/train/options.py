@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...choices import AUGMENTATIONS
+from ...choices import AUGMENTATIONS, LR_SCHEDULES
 from ...errors import UserError
 from ...presets import PRESETS, Preset
 
@@ -45,6 +45,10 @@ def add_run_options(parser: argparse.ArgumentParser, default_steps: int) -> None
     parser.add_argument("--steps", type=int, default=default_steps, help=f"optimizer steps in total (default {default_steps})")
     parser.add_argument("--batch-size", type=int, help="items per step and process (default: the preset's)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's for this stage)")
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default="constant", help="constant (default), or cosine / linear decay to zero at the last of --steps"
+    )
+    parser.add_argument("--warmup-steps", type=int, default=0, help="ramp the learning rate up from zero over this many first steps (default 0)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0: Adam)")
     parser.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (0: off; default 1)")
     parser.add_argument("--ema", type=float, help="keep an exponential moving average of the weights with this decay, e.g. 0.999; it is what gets saved")
@@ -90,6 +94,8 @@ _NOT_RUN_INPUTS = {
     "steps",
     "batch_size",
     "lr",
+    "lr_schedule",
+    "warmup_steps",
     "weight_decay",
     "grad_clip",
     "ema",
@@ -112,7 +118,7 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
 
     for name in ("steps", "batch-size", "lr", "checkpoint-every", "validate-every", "log-every"):
         check_positive(args, name)
-    for name in ("weight-decay", "grad-clip", "seed", "workers"):
+    for name in ("weight-decay", "grad-clip", "seed", "workers", "warmup-steps"):
         check_positive(args, name, allow_zero=True)
     check_positive(args, "threads")
     if args.seed >= 2**32:  # accelerate's set_seed seeds numpy, which takes 32-bit seeds
@@ -128,6 +134,8 @@ def settings_from_args(args: argparse.Namespace, preset: Preset, default_lr: flo
         steps=args.steps,
         batch_size=args.batch_size or preset.batch_size,
         lr=args.lr or default_lr,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
         grad_clip=args.grad_clip or None,
         ema_decay=args.ema,

@@ -30,6 +30,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # so the commands' `--threads aut
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`slow` tests first: xdist deals the first quarter of the items out in turn and the rest on demand,
+    so long tests at the front and short ones at the back let both workers finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def real_photos() -> dict[str, np.ndarray]:
     """Full-size RGB photos (H, W, 3) uint8 by name: astronaut 512x512, coffee 400x600, chelsea 300x451, rocket 427x640."""
@@ -145,7 +151,7 @@ def fork_process() -> Callable[..., multiprocessing.Process]:
 def run_ranks(tmp_path: Path) -> Callable[..., list[RankOutcome]]:
     """`run_ranks(*argv, processes=2, cwd=None)`: `arbiscale ARGV` as that many forked processes joined by gloo
     on this machine, with the environment `accelerate launch --multi_gpu --num_processes N` gives each, on
-    the CPU (ACCELERATE_USE_CPU=1; tests/cli/test_processes.py runs `accelerate launch` itself); each process's
+    the CPU (ACCELERATE_USE_CPU=1; the `launch`-marked test in tests/cli/test_processes.py runs `accelerate launch` itself); each process's
     outcome, after asserting that all exited 0 (unless `check=False`)."""
     launches = iter(range(1000))
 

@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,6 +16,7 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
+@pytest.mark.slow
 def test_readme_python_snippet_runs_as_printed(tmp_path, monkeypatch):
     blocks = python_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     assert blocks, "README.md has no ```python block"

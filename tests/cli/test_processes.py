@@ -1,7 +1,9 @@
 """`accelerate launch --num_processes 2 ... upscale|generate`: two CPU processes (gloo) split the work
 and write the same files, byte for byte, as one process; a rerun with --skip-existing adds nothing.
-`accelerate launch` itself runs once (README's command); the other runs are forked processes given the
-same environment (`run_ranks`), which spares a fresh interpreter's imports per process."""
+The suite's runs are forked processes given the environment `accelerate launch` gives each (`run_ranks`),
+which spares a fresh interpreter's imports per process (about 8 s each). `accelerate launch` itself
+(README's command) is the `launch`-marked test, left out of README's test command and run by `.ci/run`
+(`pytest -m launch`): its three fresh interpreters cost about 20 s of the suite's 3 minutes."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from arbiscale.cli.main import main
@@ -50,15 +53,34 @@ def files_of(folder) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
 
 
-def test_two_processes_write_the_files_of_one(tmp_path, tiny_models, run_ranks):
-    photos = tmp_path / "photos"
-    (photos / "sub").mkdir(parents=True)
+@pytest.fixture
+def photos(tmp_path):
+    """Five small random photos, one in a subfolder."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
     for k, (name, size) in enumerate([("a.png", (12, 16)), ("b.png", (16, 12)), ("sub/c.png", (10, 10)), ("d.png", (8, 14)), ("e.png", (9, 9))]):
-        Image.fromarray(np.random.RandomState(k).randint(0, 256, (*size, 3), dtype=np.uint8)).save(photos / name)
-    upscale = ["upscale", str(photos), "-s", "2.5", "--num-samples", "2", "--model", str(tiny_models / "sr"), "--steps", "2", "--no-progress"]
+        Image.fromarray(np.random.RandomState(k).randint(0, 256, (*size, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+def upscale_argv(photos, tiny_models) -> list[str]:
+    return ["upscale", str(photos), "-s", "2.5", "--num-samples", "2", "--model", str(tiny_models / "sr"), "--steps", "2", "--no-progress"]
+
+
+@pytest.mark.launch
+def test_accelerate_launch_splits_the_work_as_the_forked_ranks_do(tmp_path, photos, tiny_models):
+    upscale = upscale_argv(photos, tiny_models)
+    assert main([*upscale, "-o", str(tmp_path / "one")]) == 0
+    launch_two(tmp_path, *upscale, "-o", str(tmp_path / "two"))
+    assert len(files_of(tmp_path / "one")) == 10 and files_of(tmp_path / "one") == files_of(tmp_path / "two")
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_files_of_one(tmp_path, photos, tiny_models, run_ranks):
+    upscale = upscale_argv(photos, tiny_models)
     generate = ["generate", "--size", "16x12", "--size", "8x8", "--num", "5", "--batch-size", "2", "--model", str(tiny_models / "gen"), "--steps", "2", "--no-progress"]
     assert main([*upscale, "-o", str(tmp_path / "one")]) == 0 and main([*generate, "-o", str(tmp_path / "gen-one")]) == 0
-    launch_two(tmp_path, *upscale, "-o", str(tmp_path / "two"))
+    run_ranks(*upscale, "-o", tmp_path / "two", cwd=tmp_path)
     run_ranks(*generate, "-o", tmp_path / "gen-two", cwd=tmp_path)
     one, two = files_of(tmp_path / "one"), files_of(tmp_path / "two")
     assert len(one) == 10 and one == two

@@ -179,6 +179,7 @@ def test_model_with_several_samples(tmp_path, eval_photos, tiny_models):
     assert Image.open(out / "grid_x2.png").size[0] >= 4 * 76  # LR | bicubic | ours | GT
 
 
+@pytest.mark.slow
 def test_a_trained_liif_model_is_scored_once_per_input_without_sampling_settings(tmp_path, photo_dir, eval_photos, tiny_models, capsys):
     run = tmp_path / "liif"
     assert main(["train", "liif", "--data", str(photo_dir), "--preset", "tiny", "--out", str(run), "--steps", "4", "--batch-size", "4"]) == 0

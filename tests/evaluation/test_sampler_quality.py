@@ -22,6 +22,7 @@ def benchmark(monkeypatch):
     return module
 
 
+@pytest.mark.slow
 def test_settings_are_scored_as_eval_sr_scores_them(tmp_path, tiny_models, eval_photos, benchmark, capsys):
     common = ["--model", str(tiny_models / "sr"), "--data", str(eval_photos), "--max-images", "2", "--protocol", "liif-benchmark"]
     out = tmp_path / "bench"

@@ -108,7 +108,7 @@ def whole_and_tiled(upscaler, photo):
 
     def run(sampler, eta):
         if sampler not in results:
-            options = dict(scale=4, num_inference_steps=10, sampler=sampler, eta=eta)
+            options = dict(scale=4, num_inference_steps=5, sampler=sampler, eta=eta)
             results[sampler] = tuple(
                 upscale_tiled(upscaler, photo, tiling, generator=torch.Generator().manual_seed(0), **options)
                 for tiling in (dict(max_memory="4GB"), dict(tile_size=16, tile_overlap=8))
@@ -118,13 +118,13 @@ def whole_and_tiled(upscaler, photo):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sampler", "eta"), [("ddim", 0.0), ("dpm-solver++", None)])
 def test_tiled_upscaling_agrees_with_whole_upscaling(upscaler, photo, whole_and_tiled, sampler, eta):
     """Deterministic samplers, 4x of a 24 x 32 photo crop (48 x 64 latent), 16-cell tiles overlapping
-    by 8, 10 steps, random tiny weights. Measured: PSNR 64.0 dB (ddim eta 0) and 64.0 dB
-    (dpm-solver++) between the tiled and the whole image. The random decoder's images have little
-    contrast (std 0.14), which flatters PSNR: the sterner figure is the sampled latents' difference,
-    5.0% relative RMS (the RMS image difference is 0.9% of the image's std)."""
+    by 8, 5 steps, random tiny weights. Measured: PSNR 68.5 dB (ddim eta 0 and dpm-solver++, the
+    same at 10 steps) between the tiled and the whole image; the sterner figure is the sampled latents'
+    difference, 5.0% relative RMS (the RMS image difference is 0.2% of the image's std)."""
     whole, tiled = whole_and_tiled(sampler, eta)
     assert whole.tiling.sample_tile is None and whole.tiling.code_tile is None
     assert tiled.tiling.sample_tile == 16 and tiled.tiling.code_tile == 16
@@ -133,14 +133,15 @@ def test_tiled_upscaling_agrees_with_whole_upscaling(upscaler, photo, whole_and_
     assert (tiled.latents - whole.latents).norm() / whole.latents.norm() < 0.08
     assert (tiled.images - whole.images).square().mean().sqrt() < 0.02 * whole.images.std()
     again = upscale_tiled(
-        upscaler, photo, dict(tile_size=16, tile_overlap=8), scale=4, num_inference_steps=10, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)
+        upscaler, photo, dict(tile_size=16, tile_overlap=8), scale=4, num_inference_steps=5, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)
     )
     assert torch.equal(again.images, tiled.images)
     assert torch.equal(
-        upscaler(photo, scale=4, num_inference_steps=10, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)).images, whole.images
+        upscaler(photo, scale=4, num_inference_steps=5, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)).images, whole.images
     )  # tiling is off again after disable_tiling
 
 
+@pytest.mark.slow
 def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
     """The tiled-vs-whole error next to sampling-tile edges and decoding-tile cores is about what it is
     inside tiles. Measured: mean error in 2-pixel bands at the borders 1.08x the interior mean (1.22x
@@ -163,13 +164,17 @@ def test_no_jump_in_the_error_along_tile_borders(whole_and_tiled):
     assert jumps[at_cuts].max() <= 1.5 * jumps[inside].max()
 
 
+@pytest.mark.slow
 def test_tiled_bfloat16_autocast_on_cpu_stays_close(upscaler, photo):
-    """The shared GroupNorm runs in float32 under autocast, like torch's own (measured: 3.5e-4 mean)."""
+    """The shared GroupNorm runs in float32 under autocast, like torch's own (measured: 3.5e-4 mean).
+    A 12 x 16 corner (2 x 2 tiles of the 24 x 32 latent): bf16 is emulated, 10x slower, on AVX2 CPUs."""
     options = dict(scale=4, num_inference_steps=2, sampler="ddim", eta=0.0)
     tiling = dict(tile_size=16, tile_overlap=4)
+    photo = photo[..., :12, :16]
     full = upscale_tiled(upscaler, photo, tiling, generator=torch.Generator().manual_seed(0), **options).images
-    half = upscale_tiled(upscaler, photo, tiling, generator=torch.Generator().manual_seed(0), autocast_dtype=torch.bfloat16, **options).images
-    assert half.dtype == torch.float32 and (half - full).abs().mean() < 0.005
+    half = upscale_tiled(upscaler, photo, tiling, generator=torch.Generator().manual_seed(0), autocast_dtype=torch.bfloat16, **options)
+    assert half.tiling.sample_tile == 16
+    assert half.images.dtype == torch.float32 and (half.images - full).abs().mean() < 0.002
 
 
 def test_a_small_budget_tiles_automatically(upscaler, photo):

@@ -58,6 +58,7 @@ def write_mutant(folder: Path, seed_files: dict[str, bytes], case: tuple) -> Pat
 FUZZ_PIXEL_LIMIT = 1 << 22
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=mutated_files)
 def test_the_loader_returns_an_image_or_a_one_line_user_error(tmp_path, seed_files, case):
@@ -75,6 +76,7 @@ def test_the_loader_returns_an_image_or_a_one_line_user_error(tmp_path, seed_fil
     assert image_to_tensor(colours).shape == (3, colours.height, colours.width)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=mutated_files)
 def test_upscale_exits_0_or_2_with_one_line(tmp_path, seed_files, upscale, case):

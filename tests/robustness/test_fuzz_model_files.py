@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mutations import mutate, mutation
@@ -26,6 +27,7 @@ MODEL_FILES = (
 header_mutation = st.one_of(mutation, st.tuples(st.just("flip"), st.integers(0, 255), st.integers(1, 255)), st.tuples(st.just("truncate"), st.integers(0, 255), st.just(0)))
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(MODEL_FILES), mutations=st.lists(header_mutation, min_size=1, max_size=3))
 def test_a_mutated_model_folder_loads_or_is_refused_in_one_line(tmp_path_factory, tiny_models, name, mutations):
@@ -44,6 +46,7 @@ def test_a_mutated_model_folder_loads_or_is_refused_in_one_line(tmp_path_factory
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", "trainer_state.json", "manifest.json", "random_states_0.pkl")
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(CHECKPOINT_FILES), mutations=st.lists(mutation, min_size=1, max_size=3))
 def test_a_mutated_checkpoint_falls_back_to_the_previous_one(tmp_path_factory, cli, tiny_train_argv, name, mutations):

@@ -53,6 +53,7 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_component(ImplicitAutoencoder, model_dir).state_dict()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_back(tmp_path, cli, fork_process, tiny_train_argv):
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     assert cli(*tiny_train_argv(reference_dir, STEPS, *RUN)).code == 0  # never interrupted
@@ -97,6 +98,7 @@ def test_sigkill_then_resume_continues_the_run_and_a_damaged_checkpoint_falls_ba
     assert weights(run_dir / "model")
 
 
+@pytest.mark.slow
 def test_sigterm_between_checkpoints_saves_one_and_resume_replays_the_run(tmp_path, cli, fork_process, tiny_train_argv):
     """`kill`, systemd, `docker stop` (SIGTERM) and Ctrl-C stop at the end of the step with a checkpoint there,
     so a run with rare checkpoints loses nothing."""

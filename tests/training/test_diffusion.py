@@ -137,6 +137,7 @@ def test_encoded_pool_holds_the_latents_of_the_crops_and_is_read_back_not_encode
     assert torch.allclose(other_size[4]["latent"], pool[4]["latent"], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["epsilon", "v-zero-snr"])
 def test_residual_v_objective_learns_and_its_one_step_estimate_improves(photo_dir, tmp_path, objective):
     autoencoder, _, dataset, validation = tiny_parts(photo_dir, "sr", length=128)
@@ -151,3 +152,28 @@ def test_residual_v_objective_learns_and_its_one_step_estimate_improves(photo_di
     # Measured on CPU: epsilon 48.2 -> 2.49 (its t = T estimate divides by a tiny sqrt(alpha)); v-zero-snr 0.118 -> 0.0997
     # (150 steps: 1.63 and 0.100; 75 steps: 3.71 and 0.102)
     assert after < 0.9 * before, (before, after)
+
+
+@pytest.mark.slow
+def test_init_from_fine_tunes_a_saved_denoiser_keeping_its_scales_and_objective(photo_dir, tiny_models, tmp_path, capsys):
+    """`train ldm --init-from MODEL` starts from MODEL's denoiser (and autoencoder), on a cosine schedule
+    after a warm-up: the learning rate rises, then decays to zero at the last step."""
+    start = load_pipeline(tiny_models / "sr")
+    common = ["--task", "sr", "--data", str(photo_dir), "--preset", "tiny", "--batch-size", "2", "--latent-cache", "8"]
+    run = tmp_path / "ft"
+    argv = [*common, "--init-from", str(tiny_models / "sr"), "--steps", "4", "--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "2", "--log-every", "1"]
+    assert main(["train", "ldm", *argv, "--out", str(run)]) == 0
+    tuned = load_pipeline(run / "model")
+    assert tuned.denoiser.config.latent_scale == start.denoiser.config.latent_scale == 50.0
+    assert tuned.scheduler.config.prediction_type == "epsilon" and not tuned.denoiser.config.residual
+    first = next(iter(start.denoiser.state_dict().values()))
+    assert not torch.equal(next(iter(tuned.denoiser.state_dict().values())), first)
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines() if "lr" in json.loads(line)]
+    assert lrs[0] < lrs[1] == pytest.approx(1e-3) and lrs[1] > lrs[2] > lrs[3] == 0.0, lrs
+    capsys.readouterr()
+    for extra, expected in ((["--objective", "v-zero-snr"], "objective epsilon"), (["--residual"], "--no-residual"), (["--task", "gen"], "'sr' denoiser")):
+        assert main(["train", "ldm", *common, "--init-from", str(tiny_models / "sr"), *extra, "--out", str(tmp_path / "refused")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+    assert main(["train", "ldm", *common, "--out", str(tmp_path / "refused")]) == 2
+    assert "--autoencoder is required" in capsys.readouterr().err

@@ -59,6 +59,7 @@ def test_idm_learns_to_denoise_a_photo_crop(tmp_path, real_photos):
     assert trained.upscale(torch.zeros(1, 3, 4, 4), (16, 16)).shape == (1, 3, 16, 16)
 
 
+@pytest.mark.slow
 def test_cli_trains_resumes_and_the_model_upscales_and_evaluates(tmp_path, photo_dir, capsys, quick_train):
     assert main(quick_train("idm", photo_dir, tmp_path / "whole", "--steps", "4")) == 0
     assert "saved the IDM-style model" in capsys.readouterr().err

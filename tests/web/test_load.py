@@ -31,6 +31,7 @@ def png_bomb(path, side: int = 30000) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
 
 
+@pytest.mark.slow
 def test_a_burst_is_answered_or_refused_as_busy_and_memory_stays_bounded(server, tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.RandomState(0).randint(0, 256, (16, 16, 3), dtype=np.uint8)).save(photo)

@@ -108,7 +108,7 @@ class EncodedCrops(Dataset):
     def _encode(self, items: Dataset, autoencoder: ImplicitAutoencoder, size: int, batch_size: int) -> dict[str, torch.Tensor]:
         device = next(autoencoder.parameters()).device
         fields: dict[str, list[torch.Tensor]] = {}
-        with torch.no_grad(), tqdm(total=size, desc="encoding training crops", disable=None) as progress:
+        with torch.no_grad(), tqdm(total=size, desc="encoding training crops") as progress:
             for start in range(0, size, batch_size):
                 batch = []
                 for j in range(start, min(start + batch_size, size)):

@@ -20,13 +20,11 @@ if TYPE_CHECKING:
 def register(stages: argparse._SubParsersAction) -> None:
     parser = stages.add_parser("ldm", help="stage 2: latent denoiser for SR or generation", description="Stage 2: train the latent denoiser on the frozen autoencoder's latents.")
     parser.add_argument("--task", required=True, choices=("sr", "gen"), help="sr: conditioned on the low-res image; gen: unconditional")
-    parser.add_argument(
-        "--autoencoder", type=Path, help="the stage-1 model folder (RUN_DIR/model of `train autoencoder`); with --init-from, default: that model's"
-    )
+    parser.add_argument("--autoencoder", type=Path, help="the stage-1 model folder (RUN_DIR/model of `train autoencoder`); with --init-from, default: that model's")
     parser.add_argument(
         "--init-from",
         metavar="MODEL",
-        help="fine-tune the denoiser of this saved pipeline folder or bundled model (e.g. photos) instead of starting from random weights; its objective, residual and latent scales are kept",
+        help="fine-tune the denoiser of this saved pipeline folder or bundled model (e.g. photos) instead of random weights; its objective, residual and scales are kept",
     )
     add_data_options(parser)
     add_run_options(parser, default_steps=50000)
@@ -34,7 +32,7 @@ def register(stages: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--objective",
         choices=OBJECTIVE_NAMES,
-        help="what the denoiser predicts: v-zero-snr (v on a zero-terminal-SNR schedule: correct from pure noise; the default) or epsilon (the paper's); with --init-from, that model's",
+        help="what the denoiser predicts: v-zero-snr (v on a zero-terminal-SNR schedule, correct from pure noise; default) or epsilon (the paper's); --init-from: its own",
     )
     parser.add_argument(
         "--residual",

@@ -45,9 +45,7 @@ def add_run_options(parser: argparse.ArgumentParser, default_steps: int) -> None
     parser.add_argument("--steps", type=int, default=default_steps, help=f"optimizer steps in total (default {default_steps})")
     parser.add_argument("--batch-size", type=int, help="items per step and process (default: the preset's)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's for this stage)")
-    parser.add_argument(
-        "--lr-schedule", choices=LR_SCHEDULES, default="constant", help="constant (default), or cosine / linear decay to zero at the last of --steps"
-    )
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant", help="constant (default), or cosine / linear decay to zero at the last of --steps")
     parser.add_argument("--warmup-steps", type=int, default=0, help="ramp the learning rate up from zero over this many first steps (default 0)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0: Adam)")
     parser.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (0: off; default 1)")

@@ -132,9 +132,7 @@ def test_tiled_upscaling_agrees_with_whole_upscaling(upscaler, photo, whole_and_
     assert psnr(tiled.images, whole.images) > 58
     assert (tiled.latents - whole.latents).norm() / whole.latents.norm() < 0.08
     assert (tiled.images - whole.images).square().mean().sqrt() < 0.02 * whole.images.std()
-    again = upscale_tiled(
-        upscaler, photo, dict(tile_size=16, tile_overlap=8), scale=4, num_inference_steps=5, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)
-    )
+    again = upscale_tiled(upscaler, photo, dict(tile_size=16, tile_overlap=8), scale=4, num_inference_steps=5, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0))
     assert torch.equal(again.images, tiled.images)
     assert torch.equal(
         upscaler(photo, scale=4, num_inference_steps=5, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(0)).images, whole.images

@@ -77,7 +77,7 @@ def test_the_loader_returns_an_image_or_a_one_line_user_error(tmp_path, seed_fil
 
 
 @pytest.mark.slow
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=mutated_files)
 def test_upscale_exits_0_or_2_with_one_line(tmp_path, seed_files, upscale, case):
     path = write_mutant(tmp_path, seed_files, case)

@@ -61,8 +61,4 @@ def training_schedule_of(scheduler: SchedulerMixin) -> dict:
 def objective_of(scheduler: SchedulerMixin) -> str | None:
     """The name in `OBJECTIVES` of the schedule a (saved) scheduler was trained on, None if none matches."""
     schedule = training_schedule_of(scheduler)
-    for name, settings in OBJECTIVES.items():
-        expected = {"rescale_betas_zero_snr": False, **TRAINING_SCHEDULE, **settings}
-        if all(schedule.get(key, False) == value for key, value in expected.items()) and schedule.get("trained_betas") is None:
-            return name
-    return None
+    return next((name for name, settings in OBJECTIVES.items() if training_schedule_of(make_scheduler("ddpm", **settings)) == schedule), None)

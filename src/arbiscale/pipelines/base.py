@@ -135,5 +135,5 @@ def load_scheduler(path: Path, entry: list | None) -> SchedulerMixin:
         raise CheckpointMismatchError(f"model_index.json names scheduler {class_name!r}; expected one of {', '.join(SCHEDULER_CLASSES)}: re-save the model")
     try:
         return SCHEDULER_CLASSES[class_name].from_pretrained(path)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, NotImplementedError) as error:  # NotImplementedError: an unknown beta_schedule
         raise CheckpointMismatchError(f"cannot load the scheduler from {path} ({error}): re-save the model") from None

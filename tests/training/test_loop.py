@@ -103,6 +103,19 @@ def test_ema_weights_are_what_gets_saved(tmp_path):
     assert not torch.allclose(saved, raw, atol=1e-4)  # the average lags the raw weights
 
 
+def test_trainings_in_one_process_each_run_in_their_own_precision(tmp_path):
+    """accelerate keeps one precision per process; a notebook training twice must not be refused."""
+    seen = []
+    for precision in ("bf16", "no", "bf16"):
+        seen.append(set())
+        task = BlurTask()
+        task.model.conv.register_forward_hook(lambda module, args, out: seen[-1].add(out.dtype))  # inside accelerate's fp32 output cast
+        run = tmp_path / f"run-{len(seen)}"
+        train(task, TrainSettings(out_dir=run, steps=3, batch_size=4, lr=0.02, mixed_precision=precision, log_every=1, validate_every=100, checkpoint_every=100))
+        assert json.loads((run / "settings.json").read_text())["mixed_precision"] == precision
+    assert seen == [{torch.bfloat16}, {torch.float32}, {torch.bfloat16}]
+
+
 # --- run folders, checkpoints and resuming (the autoencoder task, tiny preset) -------------------------
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import parse_flag_from_env, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -329,6 +330,15 @@ def _auto_precision() -> str:
     return "bf16" if native_bf16("cuda" if on_gpu else "cpu") else "no"
 
 
+def _release_precision(mixed_precision: str) -> None:
+    """Let this call train in its own precision. accelerate keeps one precision per process and refuses an
+    Accelerator asking for another, so a second `train` in one process (a notebook, a script running two stages)
+    would fail; the precision state is dropped and the process group (accelerate's PartialState) kept."""
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") not in (None, mixed_precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def train(task: TrainingTask, settings: TrainSettings) -> Path:
     """Train `task.model` for `settings.steps` optimizer steps; returns the folder of the saved model."""
     if settings.mixed_precision == "auto":
@@ -336,6 +346,7 @@ def train(task: TrainingTask, settings: TrainSettings) -> Path:
     if settings.mixed_precision == "fp16" and PartialState().device.type == "cpu":
         # accelerate would silently train in fp32 while the run records fp16
         raise UserError("`mixed_precision` fp16 needs a GPU: use 'bf16' or 'no' on the CPU")
+    _release_precision(settings.mixed_precision)
     try:
         accelerator = Accelerator(mixed_precision=settings.mixed_precision)
     except ValueError as error:

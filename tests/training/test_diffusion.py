@@ -177,3 +177,11 @@ def test_init_from_fine_tunes_a_saved_denoiser_keeping_its_scales_and_objective(
         assert len(err) == 1 and expected in err[0], err
     assert main(["train", "ldm", *common, "--out", str(tmp_path / "refused")]) == 2
     assert "--autoencoder is required" in capsys.readouterr().err
+
+
+def test_align_takes_a_bundled_model_by_name(tmp_path, capsys):
+    """`train align --model photos` loads the bundled upscaler (as `train ldm --init-from photos` does); the run
+    then stops at the empty data folder, past the model."""
+    assert main(["train", "align", "--model", "photos", "--preset", "small", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"no images in {tmp_path}" in err[0], err

@@ -4,7 +4,6 @@ aligned pipeline folder to RUN_DIR/model."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ...presets import get_preset
 from .options import add_crop_options, add_data_options, add_run_options, check_positive, crop_option_values, diffusion_datasets, report_saved, settings_from_args
@@ -16,7 +15,7 @@ def register(stages: argparse._SubParsersAction) -> None:
         help="stage 3: align the denoiser with the implicit decoder",
         description="Stage 3: fine-tune the denoiser through the frozen implicit decoder (L_align = L_dm + L_recon, SNR-weighted).",
     )
-    parser.add_argument("--model", required=True, type=Path, help="the stage-2 pipeline folder (RUN_DIR/model of `train ldm`)")
+    parser.add_argument("--model", required=True, metavar="MODEL", help="the stage-2 pipeline folder (RUN_DIR/model of `train ldm`) or a bundled model (e.g. photos)")
     add_data_options(parser)
     add_run_options(parser, default_steps=10000)
     add_crop_options(parser)

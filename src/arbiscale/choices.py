@@ -35,6 +35,11 @@ GENERATION_DDIM_ETA = 0.0
 BUNDLED_UPSCALERS = {"photos": "sr"}
 BUNDLED_GENERATORS = {"emoji": "gen-emoji", "landscapes": "gen"}
 
+# `training.alignment`: how L_align weights each sample's noise level. clipped-snr is the paper's min(SNR, max_snr),
+# which gives the samples near t = T (where sampling from pure noise makes its first estimate) almost no weight on
+# a zero-terminal-SNR schedule; uniform weights every noise level alike.
+ALIGN_WEIGHTINGS = ("clipped-snr", "uniform")
+
 # `models.implicit_head`: how the local ensemble's neighbours are blended.
 HEAD_BLENDS = ("outputs", "first-layer")
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from arbiscale.training.alignment import alignment_loss, clipped_snr
+from arbiscale.training.alignment import alignment_loss, clipped_snr, sample_weights
 
 
 def test_each_sample_keeps_its_own_snr_weight():
@@ -33,3 +33,14 @@ def test_snr_is_per_timestep_and_clipped():
     expected = alphas_cumprod[500] / (1 - alphas_cumprod[500])
     assert snr[1].item() == pytest.approx(min(expected.item(), 5.0))
     assert snr[2].item() == pytest.approx(0.001 / 0.999)
+
+
+def test_uniform_weighting_keeps_the_noisiest_samples_that_clipped_snr_drops():
+    """On a zero-terminal-SNR schedule the paper's weight is 0 at t = T, where sampling from pure noise starts."""
+    alphas_cumprod = torch.linspace(0.999, 0.0, 1000)
+    timesteps = torch.tensor([0, 500, 999])
+    clipped = sample_weights("clipped-snr", alphas_cumprod, timesteps, max_snr=5.0)
+    assert torch.equal(clipped, clipped_snr(alphas_cumprod, timesteps, max_snr=5.0)) and clipped[2].item() == 0.0
+    assert torch.equal(sample_weights("uniform", alphas_cumprod, timesteps), torch.ones(3))
+    with pytest.raises(ValueError, match="unknown weighting 'snr'"):
+        sample_weights("snr", alphas_cumprod, timesteps)

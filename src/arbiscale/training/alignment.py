@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import torch
 
+from ..choices import ALIGN_WEIGHTINGS
+
 
 def clipped_snr(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, max_snr: float = 5.0) -> torch.Tensor:
     """(B,) SNR_t = a_t / (1 - a_t), clipped from above (min-SNR) because it reaches ~665 near t = 0."""
     alpha = alphas_cumprod.to(timesteps.device)[timesteps].float()
     return (alpha / (1 - alpha)).clamp(max=max_snr)
+
+
+def sample_weights(weighting: str, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, max_snr: float = 5.0) -> torch.Tensor:
+    """(B,) weights of L_align by `weighting` (`choices.ALIGN_WEIGHTINGS`): the paper's clipped SNR, or uniform."""
+    if weighting == "clipped-snr":
+        return clipped_snr(alphas_cumprod, timesteps, max_snr)
+    if weighting == "uniform":
+        return torch.ones(timesteps.shape, device=timesteps.device)
+    raise ValueError(f"unknown weighting {weighting!r}: use one of {', '.join(ALIGN_WEIGHTINGS)}")
 
 
 def per_sample_mean(values: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
+from ..choices import ALIGN_WEIGHTINGS
 from ..data.crops import ArbitraryScaleCrops, item_generator
 from ..data.images import resize
 from ..files import atomic_path
@@ -30,7 +31,7 @@ from ..models.autoencoder import ImplicitAutoencoder
 from ..models.unet import LatentDenoiser, measure_latent_scale
 from ..pipelines import PIPELINE_FOR_TASK
 from ..sampling.sample import predict_clean_latent
-from .alignment import alignment_loss, clipped_snr
+from .alignment import alignment_loss, sample_weights
 from .loop import TrainingTask
 
 # The encoded pool in the run folder: a resumed run reads it instead of encoding again.
@@ -226,10 +227,13 @@ class LatentDiffusionTask(TrainingTask):
 
 
 class AlignmentTask(LatentDiffusionTask):
-    """Stage 3: L_align = mean_b w_b (denoise_b + recon_b); only the denoiser is updated."""
+    """Stage 3: L_align = mean_b w_b (denoise_b + recon_b), w by `weighting`; only the denoiser is updated."""
 
-    def __init__(self, *args, max_snr: float = 5.0, denoise_weight: float = 1.0, recon_weight: float = 1.0, **kwargs) -> None:
+    def __init__(self, *args, weighting: str = "clipped-snr", max_snr: float = 5.0, denoise_weight: float = 1.0, recon_weight: float = 1.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if weighting not in ALIGN_WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}: use one of {', '.join(ALIGN_WEIGHTINGS)}")
+        self.weighting = weighting
         self.max_snr = max_snr
         self.denoise_weight = denoise_weight
         self.recon_weight = recon_weight
@@ -242,7 +246,7 @@ class AlignmentTask(LatentDiffusionTask):
     def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         output, target, timesteps, clean_pred = self.aligned(model, batch)
         decoded = self.autoencoder.decode_at(clean_pred, batch["coord"], batch["cell"])
-        weights = clipped_snr(self.noise_scheduler.alphas_cumprod, timesteps, self.max_snr)
+        weights = sample_weights(self.weighting, self.noise_scheduler.alphas_cumprod, timesteps, self.max_snr)
         return alignment_loss(output, target, decoded, batch["target"], weights, self.denoise_weight, self.recon_weight)
 
     def validate(self, model: nn.Module) -> dict[str, float]:

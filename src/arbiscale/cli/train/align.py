@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ...choices import ALIGN_WEIGHTINGS
 from ...presets import get_preset
 from .options import add_crop_options, add_data_options, add_run_options, check_positive, crop_option_values, diffusion_datasets, report_saved, settings_from_args
 
@@ -19,7 +20,13 @@ def register(stages: argparse._SubParsersAction) -> None:
     add_data_options(parser)
     add_run_options(parser, default_steps=10000)
     add_crop_options(parser)
-    parser.add_argument("--max-snr", type=float, default=5.0, help="clip of the per-sample SNR weight (default 5)")
+    parser.add_argument(
+        "--weighting",
+        choices=ALIGN_WEIGHTINGS,
+        default="clipped-snr",
+        help="per-sample weight of the loss: clipped-snr, min(SNR, --max-snr) (the paper's; default), or uniform over noise levels",
+    )
+    parser.add_argument("--max-snr", type=float, default=5.0, help="clip of the per-sample SNR weight of --weighting clipped-snr (default 5)")
     parser.add_argument("--denoise-weight", type=float, default=1.0, help="weight of the denoising term (default 1)")
     parser.add_argument("--recon-weight", type=float, default=1.0, help="weight of the image reconstruction term (default 1)")
     parser.set_defaults(run=run)
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         dataset,
         validation,
         pool_size=pool_size,
+        weighting=args.weighting,
         max_snr=args.max_snr,
         denoise_weight=args.denoise_weight,
         recon_weight=args.recon_weight,

@@ -7,6 +7,7 @@ the pipeline's own steps: encoding the condition, the UNet (all sampling steps, 
 own arithmetic), rendering the latent through the implicit decoder, the LR-consistency step.
 
     python benchmarks/cpu_latency.py --model src/arbiscale/weights/sr runs/cand/ --threads 2 --repeats 3
+    python benchmarks/cpu_latency.py --model src/arbiscale/weights/sr src/arbiscale/weights/sr --dtype fp32 bf16   # one model, two precisions
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from arbiscale.pipelines import UpscalePipeline
 from common import cpu_name, publish  # benchmarks/, the script's folder
 
 CASES = {"128x128 at 4x": (128, 4.0), "32x32 at 100x": (32, 100.0)}
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}  # None: no autocast, as the pipeline's default
 STAGES = ("encode", "unet", "render", "consistency")
 
 
@@ -76,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, nargs="+", required=True, help="upscale pipeline folders to compare")
     parser.add_argument("--steps", type=int, nargs="+", help="sampling steps per --model, in order (default: the pipeline's default)")
+    parser.add_argument("--dtype", nargs="+", choices=list(DTYPES), help="network precision per --model, in order (default: fp32 for all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -85,10 +88,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = args.steps or [upscale_module.DEFAULT_SAMPLING["num_inference_steps"]] * len(args.model)
-    if len(steps) != len(args.model):
-        parser.error("give one --steps value per --model")
-    pipes = {f"{folder} ({count} steps)": UpscalePipeline.from_pretrained(folder) for folder, count in zip(args.model, steps)}
-    step_of = dict(zip(pipes, steps))
+    dtypes = args.dtype or ["fp32"] * len(args.model)
+    if len(steps) != len(args.model) or len(dtypes) != len(args.model):
+        parser.error("give one --steps and one --dtype value per --model")
+    names = [f"{folder} ({count} steps, {dtype})" for folder, count, dtype in zip(args.model, steps, dtypes)]
+    pipes = {name: UpscalePipeline.from_pretrained(folder) for name, folder in zip(names, args.model)}
+    step_of = dict(zip(names, steps))
+    dtype_of = {name: DTYPES[dtype] for name, dtype in zip(names, dtypes)}
     clocks = {name: StageClock(pipe) for name, pipe in pipes.items()}
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
@@ -99,12 +105,12 @@ def main() -> None:
             image = photo(side)
             for name, pipe in pipes.items():  # warm-up: first-call allocations and kernel selection
                 if not args.no_warmup:
-                    pipe(image, scale=scale, num_inference_steps=step_of[name], generator=torch.Generator().manual_seed(0))
+                    pipe(image, scale=scale, num_inference_steps=step_of[name], autocast_dtype=dtype_of[name], generator=torch.Generator().manual_seed(0))
             for _ in range(args.repeats):
                 for name, pipe in pipes.items():
                     with clocks[name].call():
                         start = time.perf_counter()
-                        pipe(image, scale=scale, num_inference_steps=step_of[name], generator=torch.Generator().manual_seed(0))
+                        pipe(image, scale=scale, num_inference_steps=step_of[name], autocast_dtype=dtype_of[name], generator=torch.Generator().manual_seed(0))
                         total = time.perf_counter() - start
                     runs.setdefault((case, name), []).append((total, dict(clocks[name].seconds)))
                     print(f"{case} {name}: {total:.2f} s", flush=True)

@@ -2,7 +2,8 @@
 
 On a CPU without AVX512_BF16 or AMX, PyTorch emulates bf16 matmuls and convolutions: measured on a
 2-core AVX2 EPYC (BENCHMARKS.md, "Training speed"), autocast made training steps 8-17x slower, so
-"auto" precision stays float32 there.
+"auto" precision stays float32 there. On a 2-core EPYC with AVX512_BF16 ("Native bf16") it made training
+steps 1.4-1.7x and upscales 1.3-1.4x faster at a cost of at most 0.001 dB, so "auto" is bf16 there.
 """
 
 from __future__ import annotations

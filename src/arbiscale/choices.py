@@ -29,6 +29,7 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 # generator clean faces at 50 steps where eta 1 left blotches (MODEL_CARD.md, "Generation: how the defaults
 # were chosen"); the upscaler keeps eta 1 (DEFAULT_DDIM_ETA above).
 GENERATION_DDIM_ETA = 0.0
+GENERATION_SAMPLING = dict(sampler="ddim", num_inference_steps=50)  # the defaults of `GenerationPipeline.__call__` and `generate`
 
 # `pipelines`: the models shipped inside the package, name -> folder under arbiscale/weights; the first is the
 # default of `from_pretrained()` and of the command. MODEL_CARD.md says what each was trained on.

@@ -68,6 +68,8 @@ def test_upload_upscale_and_read_the_result_size(server, browser, tmp_path):
     wait_for(browser, lambda driver: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", image))
     assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image) == [60, 50]
     assert browser.find_elements(By.CSS_SELECTOR, "#upscale-files a")  # the download
+    note = browser.find_element(By.TAG_NAME, "body").text
+    assert "upscale ddim, 5 steps, eta 1, LR consistency on" in note and "generate ddim, 50 steps, eta 0" in note, note
 
     fill(browser, "#upscale-size", "60x")
     browser.find_element(By.CSS_SELECTOR, "#upscale-run").click()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..choices import BUNDLED_GENERATORS, GENERATION_DDIM_ETA
+from ..choices import BUNDLED_GENERATORS, GENERATION_DDIM_ETA, GENERATION_SAMPLING
 from ..errors import UserError
 from .inference_options import (
     add_inference_options,
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num", default="1", metavar="N", help="number of images (default 1)")
     parser.add_argument("--batch-size", default="4", metavar="B", help="images sampled together (default 4); does not change the images")
     parser.add_argument("--latent-size", metavar="WxH", help="latent size WIDTHxHEIGHT to sample (default: the model's training latent size)")
-    add_inference_options(parser, BUNDLED_GENERATORS, ddim_eta=GENERATION_DDIM_ETA)
+    add_inference_options(parser, BUNDLED_GENERATORS, GENERATION_SAMPLING["sampler"], GENERATION_SAMPLING["num_inference_steps"], GENERATION_DDIM_ETA)
     parser.set_defaults(run=run)
 
 

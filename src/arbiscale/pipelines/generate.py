@@ -12,7 +12,7 @@ import torch
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from ..choices import BUNDLED_GENERATORS, GENERATION_DDIM_ETA
+from ..choices import BUNDLED_GENERATORS, GENERATION_DDIM_ETA, GENERATION_SAMPLING
 from ..errors import UserError
 from ..geometry import format_size
 from ..sampling.sample import Generator, sample_latents
@@ -47,8 +47,8 @@ class GenerationPipeline(LatentImplicitPipeline):
         sizes: list[tuple[int, int]] | tuple[int, int],
         num_images: int = 1,
         latent_size: tuple[int, int] | None = None,
-        num_inference_steps: int = 50,
-        sampler: str = "ddim",
+        num_inference_steps: int = GENERATION_SAMPLING["num_inference_steps"],
+        sampler: str = GENERATION_SAMPLING["sampler"],
         eta: float | None = None,
         generator: Generator = None,
         decode_chunk: int = 65536,

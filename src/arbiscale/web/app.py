@@ -19,7 +19,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from ..choices import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING, SAMPLER_NAMES
+from ..choices import DEFAULT_DDIM_ETA, DEFAULT_SAMPLING, GENERATION_DDIM_ETA, GENERATION_SAMPLING, SAMPLER_NAMES
 from ..data.images import image_to_tensor, tensor_to_image
 from ..errors import UserError
 from ..geometry import format_size, parse_size
@@ -177,8 +177,10 @@ def build_app(upscaler: UpscalePipeline | None, generator: GenerationPipeline | 
                 make.click(_user_errors(generate), [gen_seed, side], [picture, latents, download], concurrency_id="generate", concurrency_limit=1)
                 side.release(_user_errors(rerender), [latents, side, gen_seed], [picture, download], concurrency_id="generate", concurrency_limit=1)
         gr.Markdown(
-            f"Default sampling: {DEFAULT_SAMPLING['sampler']}, {DEFAULT_SAMPLING['num_inference_steps']} steps, eta {DEFAULT_DDIM_ETA:g}, "
-            f"LR consistency {'on' if DEFAULT_SAMPLING['lr_consistency'] else 'off'}. Outputs are limited to {limits.max_side} pixels a side."
+            f"Default sampling: upscale {DEFAULT_SAMPLING['sampler']}, {DEFAULT_SAMPLING['num_inference_steps']} steps, eta {DEFAULT_DDIM_ETA:g}, "
+            f"LR consistency {'on' if DEFAULT_SAMPLING['lr_consistency'] else 'off'}"
+            + (f"; generate {GENERATION_SAMPLING['sampler']}, {GENERATION_SAMPLING['num_inference_steps']} steps, eta {GENERATION_DDIM_ETA:g}" if generator is not None else "")
+            + f". Outputs are limited to {limits.max_side} pixels a side."
         )
     app.queue(max_size=limits.max_queue, default_concurrency_limit=1)
     return app

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of the bundled default model (preset `small`): every stage, resumable.
+# The recipe of the bundled default model (preset `small`; the upscaler's denoiser `small-wide`): every stage, resumable.
 # Re-running the script continues each stage from its newest checkpoint (finished stages are skipped).
 # Usage: scripts/train_default_model.sh CORPUS_DIR RUNS_DIR
 #   CORPUS_DIR: built by scripts/build_corpus.py (train.txt / val.txt inside)
@@ -13,7 +13,7 @@ corpus=${1:?usage: $0 CORPUS_DIR RUNS_DIR}
 runs=${2:?usage: $0 CORPUS_DIR RUNS_DIR}
 launch=${LAUNCH:-arbiscale}
 [ "$launch" = arbiscale ] || launch="$launch -m arbiscale.cli.main"
-common=(--data "$corpus" --split "$corpus/train.txt" --val-split "$corpus/val.txt" --preset small
+common=(--data "$corpus" --split "$corpus/train.txt" --val-split "$corpus/val.txt"
         --mixed-precision "${MIXED_PRECISION:-auto}" --threads "${THREADS:-2}" --checkpoint-every 500 --validate-every 1000 --log-every 50 --resume)
 
 stage() {  # stage NAME ARGS...: run unless RUNS/NAME/model already exists
@@ -24,15 +24,16 @@ stage() {  # stage NAME ARGS...: run unless RUNS/NAME/model already exists
     echo "== $name"; $launch train "$@" --out "$runs/$name" "${common[@]}"
 }
 
-stage autoencoder autoencoder --steps "${AE_STEPS:-12000}" --num-queries 1024
-stage ldm-sr ldm --task sr --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-15000}" --batch-size 16
+stage autoencoder autoencoder --preset small --steps "${AE_STEPS:-12000}" --num-queries 1024
+stage ldm-sr ldm --task sr --preset small-wide --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-20000}" --batch-size 16 \
+    --lr-schedule cosine --warmup-steps 200
 # The upscaler's decoder: fine-tuned alone (encoder frozen, so ldm-sr's latents stay valid) into the cheaper head.
-stage decoder-sr decoder --autoencoder "$runs/autoencoder/model" --head-blend first-layer --steps "${DEC_STEPS:-4000}" --num-queries 1024
+stage decoder-sr decoder --preset small --autoencoder "$runs/autoencoder/model" --head-blend first-layer --steps "${DEC_STEPS:-4000}" --num-queries 1024
 if [ ! -f "$runs/sr-first-layer/model_index.json" ]; then  # ldm-sr's pipeline with that decoder
     rm -rf "$runs/.sr-first-layer" && cp -r "$runs/ldm-sr/model" "$runs/.sr-first-layer"
     rm -rf "$runs/.sr-first-layer/autoencoder" && cp -r "$runs/decoder-sr/model" "$runs/.sr-first-layer/autoencoder"
     mv "$runs/.sr-first-layer" "$runs/sr-first-layer"
 fi
-stage align-sr align --model "$runs/sr-first-layer" --steps "${ALIGN_STEPS:-2000}" --num-queries 1024
-stage ldm-gen ldm --task gen --autoencoder "$runs/autoencoder/model" --steps "${GEN_STEPS:-15000}" --batch-size 16
-stage liif liif --steps "${LIIF_STEPS:-4500}" --batch-size 16   # the regression baseline of MODEL_CARD.md
+stage align-sr align --preset small-wide --model "$runs/sr-first-layer" --steps "${ALIGN_STEPS:-2000}" --num-queries 1024
+stage ldm-gen ldm --task gen --preset small --autoencoder "$runs/autoencoder/model" --steps "${GEN_STEPS:-15000}" --batch-size 16
+stage liif liif --preset small --steps "${LIIF_STEPS:-4500}" --batch-size 16   # the regression baseline of MODEL_CARD.md

@@ -3,7 +3,7 @@
 # Re-running the script continues each stage from its newest checkpoint (finished stages are skipped).
 # Usage: scripts/train_default_model.sh CORPUS_DIR RUNS_DIR
 #   CORPUS_DIR: built by scripts/build_corpus.py (train.txt / val.txt inside)
-#   Step counts can be overridden: AE_STEPS, SR_STEPS, DEC_STEPS, ALIGN_STEPS, GEN_STEPS, LIIF_STEPS; THREADS (default 2,
+#   Step counts can be overridden: AE_STEPS, SR_STEPS, SR_MORE_STEPS, DEC_STEPS, ALIGN_STEPS, GEN_STEPS, LIIF_STEPS; THREADS (default 2,
 #   the cores of the machine that trained the bundled model). Precision is auto: bf16 autocast where the GPU or
 #   CPU computes bf16 natively, fp32 elsewhere (MIXED_PRECISION=no|bf16 forces it). On several GPUs prefix
 #   LAUNCH="accelerate launch --multi_gpu --num_processes N". The SR denoiser uses the CLI's default objective:
@@ -27,10 +27,14 @@ stage() {  # stage NAME ARGS...: run unless RUNS/NAME/model already exists
 stage autoencoder autoencoder --preset small --steps "${AE_STEPS:-12000}" --num-queries 1024
 stage ldm-sr ldm --task sr --preset small-wide --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-20000}" --batch-size 16 \
     --lr-schedule cosine --warmup-steps 200
-# The upscaler's decoder: fine-tuned alone (encoder frozen, so ldm-sr's latents stay valid) into the cheaper head.
+# A second cosine cycle at half the lr (session 11: the shipped denoiser had its first 20000 steps on the 56 photos of the
+# corpus before endless-sky-data's 270 joined it, and these 18000 on all 326).
+stage ldm-sr-more ldm --task sr --preset small-wide --init-from "$runs/ldm-sr/model" --steps "${SR_MORE_STEPS:-18000}" --batch-size 16 \
+    --lr 1e-4 --lr-schedule cosine --warmup-steps 200
+# The upscaler's decoder: fine-tuned alone (encoder frozen, so the denoiser's latents stay valid) into the cheaper head.
 stage decoder-sr decoder --preset small --autoencoder "$runs/autoencoder/model" --head-blend first-layer --steps "${DEC_STEPS:-4000}" --num-queries 1024
-if [ ! -f "$runs/sr-first-layer/model_index.json" ]; then  # ldm-sr's pipeline with that decoder
-    rm -rf "$runs/.sr-first-layer" && cp -r "$runs/ldm-sr/model" "$runs/.sr-first-layer"
+if [ ! -f "$runs/sr-first-layer/model_index.json" ]; then  # ldm-sr-more's pipeline with that decoder
+    rm -rf "$runs/.sr-first-layer" && cp -r "$runs/ldm-sr-more/model" "$runs/.sr-first-layer"
     rm -rf "$runs/.sr-first-layer/autoencoder" && cp -r "$runs/decoder-sr/model" "$runs/.sr-first-layer/autoencoder"
     mv "$runs/.sr-first-layer" "$runs/sr-first-layer"
 fi

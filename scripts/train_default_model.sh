@@ -25,12 +25,11 @@ stage() {  # stage NAME ARGS...: run unless RUNS/NAME/model already exists
 }
 
 stage autoencoder autoencoder --preset small --steps "${AE_STEPS:-12000}" --num-queries 1024
-stage ldm-sr ldm --task sr --preset small-wide --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-20000}" --batch-size 16 \
-    --lr-schedule cosine --warmup-steps 200
+sr_denoiser=(ldm --task sr --preset small-wide --batch-size 16 --lr-schedule cosine --warmup-steps 200)
+stage ldm-sr "${sr_denoiser[@]}" --autoencoder "$runs/autoencoder/model" --steps "${SR_STEPS:-20000}"
 # A second cosine cycle at half the lr (session 11: the shipped denoiser had its first 20000 steps on the 56 photos of the
 # corpus before endless-sky-data's 270 joined it, and these 18000 on all 326).
-stage ldm-sr-more ldm --task sr --preset small-wide --init-from "$runs/ldm-sr/model" --steps "${SR_MORE_STEPS:-18000}" --batch-size 16 \
-    --lr 1e-4 --lr-schedule cosine --warmup-steps 200
+stage ldm-sr-more "${sr_denoiser[@]}" --init-from "$runs/ldm-sr/model" --steps "${SR_MORE_STEPS:-18000}" --lr 1e-4
 # The upscaler's decoder: fine-tuned alone (encoder frozen, so the denoiser's latents stay valid) into the cheaper head.
 stage decoder-sr decoder --preset small --autoencoder "$runs/autoencoder/model" --head-blend first-layer --steps "${DEC_STEPS:-4000}" --num-queries 1024
 if [ ! -f "$runs/sr-first-layer/model_index.json" ]; then  # ldm-sr-more's pipeline with that decoder

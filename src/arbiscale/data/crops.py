@@ -68,13 +68,18 @@ def random_symmetry(image: torch.Tensor, generator: torch.Generator, augment: st
         return image
     height, width = image.shape[-2:]
     choice = int(torch.randint(2 if augment == "flip" else 8 if height == width else 4, (1,), generator=generator))
+    return symmetry(image, choice).contiguous()
+
+
+def symmetry(image: torch.Tensor, choice: int) -> torch.Tensor:
+    """Symmetry `choice` (0-7) of (.., H, W): bit 1 mirrors left-right, bit 2 up-down, then bit 4 transposes."""
     if choice & 1:
         image = image.flip(-1)
     if choice & 2:
         image = image.flip(-2)
     if choice & 4:
         image = image.transpose(-2, -1)
-    return image.contiguous()
+    return image
 
 
 def sample_queries(target: torch.Tensor, num_queries: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

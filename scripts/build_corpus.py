@@ -35,6 +35,7 @@ from arbiscale.errors import UserError
 SPEC_PATH = Path(__file__).with_name("corpus_split.json")
 PYTHON_SOURCES = {"scikit-image": "skimage/data", "scikit-learn": "sklearn/datasets/images"}
 JPEG_QUALITY = 95
+NOTICE = "NOTICE.md"  # the training photos' attribution, copied beside the weights of models trained on them
 MIN_MAX_SIDE = 64
 
 
@@ -288,7 +289,31 @@ def write_corpus(spec: Spec, roots: dict[str, SourceRoot], out: Path, max_side: 
             if old["file"] not in kept:
                 (out / old["file"]).unlink(missing_ok=True)
     _write_atomic(out / "manifest.json", (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
+    _write_atomic(out / NOTICE, notice([f for f in files if f["split"] == "train"], manifest["sources"]).encode())
     return manifest
+
+
+def notice(files: list[dict], sources: dict[str, str]) -> str:
+    """The attribution of the photos a model was trained on (NOTICE.md): it ships with the weights.
+
+    `files` are manifest records; they are grouped by source package, licence and author, each group
+    naming its photos by their file names inside the package.
+    """
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for record in sorted(files, key=lambda r: (r["source"], r["licence"], r["author"], r["original_path"])):
+        groups.setdefault((record["source"], record["licence"], record["author"]), []).append(Path(record["original_path"]).name)
+    lines = [
+        "# Data notice",
+        "",
+        f"Trained on {len(files)} photos of arbiscale's offline corpus (scripts/build_corpus.py, docs/CORPUS.md),",
+        "re-encoded from these packages; the packages' copyright files are in licences/.",
+    ]
+    for source in sorted({source for source, _, _ in groups}):
+        lines += ["", f"## {source} {sources[source]}", ""]
+        for (group_source, licence, author), names in groups.items():
+            if group_source == source:
+                lines.append(f"- {author}, {licence}: {', '.join(names)}")
+    return "\n".join(lines) + "\n"
 
 
 def build(out: Path, max_side: int, workdir: Path | None, apt_update: bool, spec: Spec) -> dict:

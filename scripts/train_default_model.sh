@@ -40,3 +40,8 @@ fi
 stage align-sr align --preset small-wide --model "$runs/sr-first-layer" --steps "${ALIGN_STEPS:-2000}" --num-queries 1024
 stage ldm-gen ldm --task gen --preset small --autoencoder "$runs/autoencoder/model" --steps "${GEN_STEPS:-15000}" --batch-size 16
 stage liif liif --preset small --steps "${LIIF_STEPS:-4500}" --batch-size 16   # the regression baseline of MODEL_CARD.md
+# The training photos' attribution and their packages' copyright files travel with the weights
+# (scripts/export_default_model.py copies NOTICE.md and licences/ into the bundled model).
+for model in "$runs/align-sr/model" "$runs/ldm-gen/model"; do
+    cp "$corpus/NOTICE.md" "$model/NOTICE.md" && rm -rf "$model/licences" && cp -r "$corpus/licences" "$model/licences"
+done

@@ -11,6 +11,8 @@ the denoising error, each weighted per sample by the clipped SNR (see `alignment
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,6 +38,22 @@ from .loop import TrainingTask
 
 # The encoded pool in the run folder: a resumed run reads it instead of encoding again.
 ENCODED_CROPS_FILE = "encoded_crops.safetensors"
+
+
+def cached_pool(cache_file: Path, size: int, make: Callable[[], dict[str, torch.Tensor]], write: bool = True) -> dict[str, torch.Tensor]:
+    """The pool of `size` items saved at `cache_file`, or `make()`'s when it is absent, damaged or of another size
+    (then saved there atomically if `write`: one process under DDP). A resumed run reads its pool back this way."""
+    try:
+        with safe_open(cache_file, "pt") as handle:
+            if (handle.metadata() or {}).get("size") == str(size):
+                return {key: handle.get_tensor(key) for key in handle.keys()}
+    except (OSError, ValueError, RuntimeError, SafetensorError):
+        pass
+    fields = make()
+    if write:
+        with atomic_path(cache_file, overwrite=True) as temp:
+            save_file(fields, temp, metadata={"size": str(size)})
+    return fields
 
 
 class SuperResolutionCrops(Dataset):
@@ -89,22 +107,8 @@ class EncodedCrops(Dataset):
         if size < 1:
             raise ValueError(f"the pool needs at least one item, got {size}")
         self.size = size
-        cached = self._read(cache_file, size) if cache_file is not None else None
-        self.fields = cached if cached is not None else self._encode(items, autoencoder, size, batch_size)
-        if cache_file is not None and cached is None and write_cache:
-            with atomic_path(cache_file, overwrite=True) as temp:
-                save_file(self.fields, temp, metadata={"size": str(size)})
-
-    @staticmethod
-    def _read(path: Path, size: int) -> dict[str, torch.Tensor] | None:
-        """The pool saved at `path` when it holds `size` items; None when absent, damaged or another size."""
-        try:
-            with safe_open(path, "pt") as handle:
-                if (handle.metadata() or {}).get("size") != str(size):
-                    return None
-                return {key: handle.get_tensor(key) for key in handle.keys()}
-        except (OSError, ValueError, RuntimeError, SafetensorError):
-            return None
+        make = functools.partial(self._encode, items, autoencoder, size, batch_size)
+        self.fields = make() if cache_file is None else cached_pool(cache_file, size, make, write_cache)
 
     def _encode(self, items: Dataset, autoencoder: ImplicitAutoencoder, size: int, batch_size: int) -> dict[str, torch.Tensor]:
         device = next(autoencoder.parameters()).device

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import align, autoencoder, decoder, idm, ldm, liif
+from . import align, align_decoder, autoencoder, decoder, idm, ldm, liif
 
-STAGES = (autoencoder, decoder, ldm, align, liif, idm)
+STAGES = (autoencoder, decoder, ldm, align, align_decoder, liif, idm)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -209,12 +209,12 @@ def crop_option_values(args: argparse.Namespace) -> tuple[int | None, int]:
     return args.num_queries, args.latent_cache
 
 
-def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_factor: int, batch_size: int, num_queries: int | None = None):
-    """(training dataset, validation batch) of HR crops, with the SR condition when task is 'sr'; `num_queries`
-    target pixels per crop (the latent stages' --num-queries; None: the latent's height x width)."""
+def crop_datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_factor: int, batch_size: int, num_queries: int | None = None):
+    """(training dataset, validation dataset of 8 fixed items) of HR crops, with the SR condition when task is 'sr';
+    `num_queries` target pixels per crop (the latent stages' --num-queries; None: the latent's height x width)."""
     from ...data.crops import ArbitraryScaleCrops
     from ...data.images import list_images
-    from ...training.diffusion import SuperResolutionCrops, first_items
+    from ...training.diffusion import SuperResolutionCrops
 
     for name in ("min-lr-factor", "max-lr-factor"):
         check_positive(args, name)
@@ -229,5 +229,12 @@ def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, down
         )
         return SuperResolutionCrops(items, args.min_lr_factor, args.max_lr_factor) if task == "sr" else items
 
-    training = crops(train_paths, max(len(train_paths), 100 * batch_size), deterministic=False)
-    return training, first_items(crops(val_paths, 8, deterministic=True), 8)
+    return crops(train_paths, max(len(train_paths), 100 * batch_size), deterministic=False), crops(val_paths, 8, deterministic=True)
+
+
+def diffusion_datasets(args: argparse.Namespace, preset: Preset, task: str, downsample_factor: int, batch_size: int, num_queries: int | None = None):
+    """(training dataset, validation batch) of `crop_datasets`."""
+    from ...training.diffusion import first_items
+
+    training, validation = crop_datasets(args, preset, task, downsample_factor, batch_size, num_queries)
+    return training, first_items(validation, 8)

@@ -4,7 +4,10 @@ An SR LDM samples a latent and the implicit decoder renders it, so its output ca
 the decoder's rendering of the HR photo's own latent ("oracle"): a perfect denoiser would reach it.
 Beside it, the encoded bicubic-upsampled LR decoded as it is ("condition": where a residual
 denoiser starts) and bicubic itself, under the evaluation protocol (liif-benchmark: Y channel,
-shave = scale), on the same HR crops (a multiple of the scale and of the autoencoder's factor).
+shave = scale), on the same HR crops (a multiple of the scale and of the autoencoder's factor, with the
+LR made from exactly that crop). Each decoding is also scored after the pipeline's LR consistency step
+(its low frequencies replaced by the LR's), which the defaults apply: with it, the oracle is the most
+an upscale with this autoencoder and the defaults can score.
 
     python benchmarks/decoder_ceiling.py --model src/arbiscale/weights/sr runs/cand/autoencoder \
         --data CORPUS512 --split CORPUS512/val.txt --max-images 6 --scale 4
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import statistics
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from arbiscale.data.eval_sets import load_hr, make_pair, open_eval_set
 from arbiscale.data.images import resize
 from arbiscale.metrics import metric_settings
 from arbiscale.models import ImplicitAutoencoder, load_component
+from arbiscale.pipelines.consistency import enforce_low_res_consistency
 from common import publish  # benchmarks/, the script's folder
 
 
@@ -47,18 +52,23 @@ def main() -> None:
     eval_set = open_eval_set(args.data, split_file=args.split, max_images=args.max_images)
     models = {str(folder): load_autoencoder(folder) for folder in args.model}
     scores: dict[str, list[float]] = {"bicubic": []}
+    if not float(args.scale).is_integer():
+        parser.error(f"--scale {args.scale:g}: give an integer scale (the HR crop must be a multiple of it and of the autoencoder's factor)")
+    multiple = math.lcm(int(args.scale), *(model.downsample_factor for model in models.values()))
     with torch.no_grad():
         for image in eval_set.images:
-            pair = make_pair(image, load_hr(image), args.scale, "matlab")
-            factor = max(model.downsample_factor for model in models.values())
-            height, width = (side // factor * factor for side in pair.hr.shape[-2:])
-            hr = pair.hr[..., :height, :width]
+            full = load_hr(image)
+            height, width = (side // multiple * multiple for side in full.shape[-2:])
+            pair = make_pair(image, full[..., :height, :width], args.scale, "matlab")  # the LR of exactly the crop scored
+            hr = pair.hr
             upsampled = resize(pair.lr, (height, width)).clamp(-1, 1)
             scores["bicubic"].append(settings.psnr(upsampled, hr).item())
             for name, model in models.items():
                 for kind, source in (("oracle", hr), ("condition", upsampled)):
                     decoded = model.decode(model.encode(source), (height, width)).clamp(-1, 1)
                     scores.setdefault(f"{name} {kind}", []).append(settings.psnr(decoded, hr).item())
+                    consistent = enforce_low_res_consistency(decoded, pair.lr)
+                    scores.setdefault(f"{name} {kind} + LR consistency", []).append(settings.psnr(consistent, hr).item())
     lines = [
         f"{datetime.date.today()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {len(eval_set.images)} images of "
         f"{args.data}, scale {args.scale:g}, liif-benchmark protocol (PSNR-Y, shave {settings.crop_border}).",

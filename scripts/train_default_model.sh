@@ -3,7 +3,7 @@
 # Re-running the script continues each stage from its newest checkpoint (finished stages are skipped).
 # Usage: scripts/train_default_model.sh CORPUS_DIR RUNS_DIR
 #   CORPUS_DIR: built by scripts/build_corpus.py (train.txt / val.txt inside)
-#   Step counts can be overridden: AE_STEPS, SR_STEPS, SR_MORE_STEPS, DEC_STEPS, ALIGN_STEPS, GEN_STEPS, LIIF_STEPS; THREADS (default 2,
+#   Step counts can be overridden: AE_STEPS, SR_STEPS, SR_MORE_STEPS, DEC_STEPS, ALIGN_STEPS, ALIGN_DEC_STEPS, GEN_STEPS, LIIF_STEPS; THREADS (default 2,
 #   the cores of the machine that trained the bundled model). Precision is auto: bf16 autocast where the GPU or
 #   CPU computes bf16 natively, fp32 elsewhere (MIXED_PRECISION=no|bf16 forces it). On several GPUs prefix
 #   LAUNCH="accelerate launch --multi_gpu --num_processes N". The SR denoiser uses the CLI's default objective:
@@ -38,10 +38,14 @@ if [ ! -f "$runs/sr-first-layer/model_index.json" ]; then  # ldm-sr-more's pipel
     mv "$runs/.sr-first-layer" "$runs/sr-first-layer"
 fi
 stage align-sr align --preset small-wide --model "$runs/sr-first-layer" --steps "${ALIGN_STEPS:-2000}" --num-queries 1024
+# The decoder fitted to the latents that denoiser samples (session 12), encoder and denoiser frozen: the shipped upscaler.
+stage align-decoder-sr align-decoder --preset small --model "$runs/align-sr/model" --pool 16384 --max-lr-factor 12 --steps "${ALIGN_DEC_STEPS:-12000}" \
+    --batch-size 8 --num-queries 1024 --lr 1e-4 --lr-schedule cosine --warmup-steps 200
 stage ldm-gen ldm --task gen --preset small --autoencoder "$runs/autoencoder/model" --steps "${GEN_STEPS:-15000}" --batch-size 16
 stage liif liif --preset small --steps "${LIIF_STEPS:-4500}" --batch-size 16   # the regression baseline of MODEL_CARD.md
 # The training photos' attribution and their packages' copyright files travel with the weights
 # (scripts/export_default_model.py copies NOTICE.md and licences/ into the bundled model).
-for model in "$runs/align-sr/model" "$runs/ldm-gen/model"; do
+for model in "$runs/align-decoder-sr/model" "$runs/ldm-gen/model"; do
+    [ -d "$model" ] || continue  # (a dry run with LAUNCH=echo trains nothing)
     cp "$corpus/NOTICE.md" "$model/NOTICE.md" && rm -rf "$model/licences" && cp -r "$corpus/licences" "$model/licences"
 done

@@ -37,6 +37,11 @@ def uint8_to_float(image: torch.Tensor) -> torch.Tensor:
     return image.float().div(127.5).sub(1.0)
 
 
+def float_to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounded (the inverse of `uint8_to_float` on its values)."""
+    return image.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def fit_to_size(image: torch.Tensor, min_size: tuple[int, int]) -> torch.Tensor:
     """Upscale a (3, H, W) uint8 image, keeping its aspect ratio, until it covers `min_size`; larger ones pass."""
     height, width = image.shape[-2:]
@@ -44,8 +49,7 @@ def fit_to_size(image: torch.Tensor, min_size: tuple[int, int]) -> torch.Tensor:
     if factor <= 1:
         return image
     size = (max(min_size[0], math.ceil(height * factor)), max(min_size[1], math.ceil(width * factor)))
-    upscaled = resize(uint8_to_float(image), size)
-    return upscaled.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+    return float_to_uint8(resize(uint8_to_float(image), size))
 
 
 def random_crop(image: torch.Tensor, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

@@ -17,11 +17,11 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
-from ..data.crops import item_generator, sample_queries, uint8_to_float
+from ..data.crops import float_to_uint8, item_generator, sample_queries, uint8_to_float
 from ..metrics.psnr_ssim import psnr
 from ..pipelines.upscale import UpscalePipeline
 from ..precision import native_bf16
-from .diffusion import cached_pool
+from .diffusion import cached_pool, pool_item
 from .loop import TrainingTask
 
 # The sampled pool in the run folder: a resumed run reads it instead of sampling again.
@@ -40,15 +40,11 @@ def sample_pool(pipeline: UpscalePipeline, items: Dataset, size: int, seed: int,
     images, latents = [], []
     with torch.no_grad(), tqdm(total=size, desc=desc) as progress:
         for start in range(0, size, batch_size):
-            batch = []
-            for j in range(start, min(start + batch_size, size)):
-                items.set_epoch(j // len(items))
-                batch.append(items[j % len(items)])
-            batch = default_collate(batch)
+            batch = default_collate([pool_item(items, j) for j in range(start, min(start + batch_size, size))])
             generators = [item_generator(seed, j) for j in range(start, start + len(batch["image"]))]
             condition = batch["condition_image"].to(pipeline.device)
             output = pipeline(condition, size=tuple(condition.shape[-2:]), generator=generators, lr_consistency=False, autocast_dtype=dtype)
-            images.append(batch["image"].add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
+            images.append(float_to_uint8(batch["image"]))
             latents.append(output.latents.float().cpu())
             progress.update(len(batch["image"]))
     return {"image": torch.cat(images), "latent": torch.cat(latents).contiguous()}
@@ -117,5 +113,4 @@ class DecoderAlignmentTask(TrainingTask):
         return {"val_psnr_sampled": psnr(decoded, images).mean().item()}
 
     def save(self, model: nn.Module, directory: Path) -> None:
-        model.autoencoder.requires_grad_(True)
         type(self.pipeline)(model.autoencoder, self.pipeline.denoiser, self.pipeline.scheduler).save_pretrained(directory)

@@ -40,6 +40,13 @@ from .loop import TrainingTask
 ENCODED_CROPS_FILE = "encoded_crops.safetensors"
 
 
+def pool_item(items: Dataset, index: int) -> dict[str, torch.Tensor]:
+    """Item `index` of a pool drawn from `items`: item index mod N of epoch index // N, so a pool larger than one
+    epoch holds distinct crops and degradations."""
+    items.set_epoch(index // len(items))
+    return items[index % len(items)]
+
+
 def cached_pool(cache_file: Path, size: int, make: Callable[[], dict[str, torch.Tensor]], write: bool = True) -> dict[str, torch.Tensor]:
     """The pool of `size` items saved at `cache_file`, or `make()`'s when it is absent, damaged or of another size
     (then saved there atomically if `write`: one process under DDP). A resumed run reads its pool back this way."""
@@ -115,10 +122,7 @@ class EncodedCrops(Dataset):
         fields: dict[str, list[torch.Tensor]] = {}
         with torch.no_grad(), tqdm(total=size, desc="encoding training crops") as progress:
             for start in range(0, size, batch_size):
-                batch = []
-                for j in range(start, min(start + batch_size, size)):
-                    items.set_epoch(j // len(items))
-                    batch.append(items[j % len(items)])
+                batch = [pool_item(items, j) for j in range(start, min(start + batch_size, size))]
                 for key, value in default_collate(batch).items():
                     if key in self.IMAGE_KEYS:
                         key, value = self.IMAGE_KEYS[key], autoencoder.encode(value.to(device)).float().cpu()

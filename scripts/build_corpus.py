@@ -297,11 +297,11 @@ def notice(files: list[dict], sources: dict[str, str]) -> str:
     """The attribution of the photos a model was trained on (NOTICE.md): it ships with the weights.
 
     `files` are manifest records; they are grouped by source package, licence and author, each group
-    naming its photos by their file names inside the package.
+    naming its photos by their paths inside the package (file names alone repeat: plasma's are all 2560x1600.jpg).
     """
     groups: dict[tuple[str, str, str], list[str]] = {}
     for record in sorted(files, key=lambda r: (r["source"], r["licence"], r["author"], r["original_path"])):
-        groups.setdefault((record["source"], record["licence"], record["author"]), []).append(Path(record["original_path"]).name)
+        groups.setdefault((record["source"], record["licence"], record["author"]), []).append(record["original_path"])
     lines = [
         "# Data notice",
         "",

@@ -79,7 +79,7 @@ def test_corpus_files_split_and_manifest(sources, tmp_path: Path) -> None:
     # The training photos' attribution (it ships with the weights), grouped by package, licence and author.
     notice = (out / "NOTICE.md").read_text()
     assert "Trained on 3 photos" in notice and "## pkg 1.0-1" in notice
-    assert "- A, CC0-1.0: wide.jpg" in notice and "- B, GPL-2+: gray.png" in notice and "- C, GPL-2+: alpha.png" in notice
+    assert "- A, CC0-1.0: usr/img/wide.jpg" in notice and "- B, GPL-2+: usr/img/gray.png" in notice and "- C, GPL-2+: usr/img/alpha.png" in notice
     assert "small.png" not in notice and "## lib" not in notice  # validation photos are not trained on
     # A validation photo that needs no resize keeps its exact pixels (PNG is lossless).
     with Image.open(out / "lib__small.png") as image:
